@@ -1,0 +1,93 @@
+//! The command line: clap definitions, logging setup, and the mapping from errors to exit codes.
+//!
+//! Exit codes: 0 success, 1 failure (bad config, Redis unreachable for a one-shot command, another agent
+//! running), 2 usage errors (clap's own). Every failure prints one `herald: ...` paragraph on stderr.
+
+mod check;
+mod publish;
+mod run;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{self, Config, ConfigErrors};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Desktop notifications from Redis, filtered by your Lua rules"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent: subscribe, show notifications, send answers back.
+    Run(run::Args),
+    /// Validate a config file and report every error in it.
+    Check(check::Args),
+    /// Publish a notification (and optionally wait for the answers).
+    Publish(publish::Args),
+}
+
+/// `--config`, shared by the commands that read the agent's file.
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// Config file [default: $XDG_CONFIG_HOME/herald/herald.toml]
+    #[arg(long, short = 'c', value_name = "PATH")]
+    config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    fn path(&self) -> PathBuf {
+        self.config.clone().unwrap_or_else(config::default_path)
+    }
+
+    fn load(&self) -> Result<Config, ConfigErrors> {
+        Config::load(&self.path())
+    }
+}
+
+/// Parses arguments, runs the command and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::Check(args) => check::run(args),
+        Command::Publish(args) => publish::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr (stdout is for machine-readable output); `HERALD_LOG` filters, default `info`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HERALD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// A tokio runtime for one command.
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}

@@ -1,0 +1,55 @@
+//! `herald run`: load the config, take the single-instance lock, run the agent until SIGINT/SIGTERM.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use super::ConfigArg;
+use crate::agent::{self, RunOptions};
+use crate::config;
+use crate::lock::InstanceLock;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Redis URL [default: $HERALD_REDIS_URL, else the config's [redis] url]
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = args.config.load()?;
+    let redis_url = config::resolve_redis_url(args.url.as_deref(), Some(&config));
+    config::check_redis_url(&redis_url).map_err(anyhow::Error::msg)?;
+    let _lock = InstanceLock::acquire(&config.path)?;
+    let runtime = super::runtime()?;
+    runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        tokio::spawn(stop_on_signal(shutdown.clone()));
+        agent::run(config, RunOptions { redis_url }, shutdown)
+            .await
+            .context("cannot start the presenter")
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `shutdown` at the first SIGINT or SIGTERM.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stop herald with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    };
+    info!(signal = name, "stop requested");
+    shutdown.cancel();
+}

@@ -1,0 +1,339 @@
+//! Configuration: where the file is, how it is parsed, and the validated [`Config`] the rest of Herald
+//! trusts.
+//!
+//! Loading runs in three passes so that a user sees every mistake at once: TOML syntax (with recovery),
+//! then every key's name and type (`check`), then the meaning of the values (`validate`). Each error
+//! names file, line and key.
+
+mod check;
+pub mod error;
+mod raw;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use toml::Spanned;
+use toml::de::{DeTable, DeValue, ValueDeserializer};
+
+use error::Collector;
+pub use error::{ConfigError, ConfigErrors};
+use raw::{RawAgent, RawConfig, RawPresenter, RawRedis, RawSubscribe};
+
+/// The Redis URL used when neither flag, environment nor config names one.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
+/// Environment variable that names the Redis URL.
+pub const REDIS_URL_ENV: &str = "HERALD_REDIS_URL";
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it came from.
+    pub path: PathBuf,
+    pub agent: AgentConfig,
+    pub redis: RedisConfig,
+    pub subscriptions: Vec<Subscription>,
+    pub presenter: PresenterConfig,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// Resolved: `"auto"` has become the machine's host name.
+    pub hostname: String,
+    pub groups: Vec<String>,
+    pub max_payload_bytes: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RedisConfig {
+    /// The `[redis] url` key, when set; see [`resolve_redis_url`] for the full order.
+    pub url: Option<String>,
+    /// Ceiling of the reconnect backoff.
+    pub max_backoff: Duration,
+    /// How often a live connection is PINGed, so a half-open TCP connection is noticed.
+    pub ping_interval: Duration,
+    pub connect_timeout: Duration,
+}
+
+/// One `[[subscribe]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Subscription {
+    /// An exact channel name (SUBSCRIBE).
+    Channel(String),
+    /// A glob pattern (PSUBSCRIBE).
+    Pattern(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenterKind {
+    /// Desktop where a session bus and a display exist, else console.
+    Auto,
+    Desktop,
+    Console,
+    /// Shows nothing and answers nothing; for benchmarks and diagnostics.
+    Null,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PresenterConfig {
+    pub kind: PresenterKind,
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let source = std::fs::read_to_string(path).map_err(|e| {
+            ConfigErrors(vec![ConfigError {
+                file: path.to_owned(),
+                line: 0,
+                column: 0,
+                key: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Config::parse(path, &source)
+    }
+
+    /// Validates `source`, which came from `path` (used in messages).
+    pub fn parse(path: &Path, source: &str) -> Result<Config, ConfigErrors> {
+        let mut out = Collector::new(path, source);
+        let (doc, syntax) = DeTable::parse_recoverable(source);
+        for e in &syntax {
+            out.push(e.span(), "", e.message().trim());
+        }
+        if out.has_errors() {
+            return Err(out.into_errors());
+        }
+        let checked = check_sections(&doc, &mut out);
+        let root = Spanned::new(doc.span(), DeValue::Table(checked));
+        let raw =
+            match <RawConfig as serde::Deserialize>::deserialize(ValueDeserializer::from(root)) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    // Cannot happen after the key-by-key check, but a message beats a panic.
+                    out.push(e.span(), "", e.message().trim());
+                    return Err(out.into_errors());
+                }
+            };
+        let config = validate(path, raw, &mut out);
+        out.finish(config)
+    }
+}
+
+/// Pass two: names and types of every key, section by section. Returns the document without the keys
+/// that failed, so pass three still validates the rest.
+fn check_sections<'i>(doc: &Spanned<DeTable<'i>>, out: &mut Collector<'_>) -> DeTable<'i> {
+    let mut good = DeTable::new();
+    for (key, value) in doc.get_ref().iter() {
+        let name = key.get_ref().as_ref();
+        let checked = match name {
+            "agent" => check::table::<RawAgent>(value, name, out),
+            "redis" => check::table::<RawRedis>(value, name, out),
+            "presenter" => check::table::<RawPresenter>(value, name, out),
+            "subscribe" => check::array_of_tables::<RawSubscribe>(value, name, out),
+            _ => {
+                out.push(
+                    Some(key.span()),
+                    name,
+                    "unknown section, expected one of `agent`, `redis`, `subscribe`, `presenter`",
+                );
+                None
+            }
+        };
+        if let Some(checked) = checked {
+            good.insert(key.clone(), checked);
+        }
+    }
+    good
+}
+
+/// Pass three: what the values mean.
+fn validate(path: &Path, raw: RawConfig, out: &mut Collector<'_>) -> Config {
+    let agent = validate_agent(raw.agent.unwrap_or_default(), out);
+    let redis = validate_redis(raw.redis.unwrap_or_default(), out);
+    let subscriptions = validate_subscriptions(raw.subscribe, out);
+    let presenter = validate_presenter(raw.presenter.unwrap_or_default(), out);
+    Config {
+        path: path.to_owned(),
+        agent,
+        redis,
+        subscriptions,
+        presenter,
+    }
+}
+
+fn validate_agent(raw: RawAgent, out: &mut Collector<'_>) -> AgentConfig {
+    let hostname = match raw.hostname {
+        Some(h) if h.get_ref().trim().is_empty() => {
+            out.push(
+                Some(h.span()),
+                "agent.hostname",
+                "must not be empty; use \"auto\" for the machine's name",
+            );
+            String::new()
+        }
+        Some(h) if h.get_ref() != "auto" => h.into_inner(),
+        _ => machine_hostname(),
+    };
+    let max_payload_bytes = match raw.max_payload_bytes {
+        None => crate::message::DEFAULT_MAX_PAYLOAD,
+        Some(n) => match usize::try_from(*n.get_ref()) {
+            Ok(v) if (64..=16 * 1024 * 1024).contains(&v) => v,
+            _ => {
+                out.push(
+                    Some(n.span()),
+                    "agent.max_payload_bytes",
+                    "must be between 64 and 16777216",
+                );
+                crate::message::DEFAULT_MAX_PAYLOAD
+            }
+        },
+    };
+    AgentConfig {
+        hostname,
+        groups: raw.groups.unwrap_or_default(),
+        max_payload_bytes,
+    }
+}
+
+/// The machine's host name, as `[agent] hostname = "auto"` means it.
+pub fn machine_hostname() -> String {
+    gethostname::gethostname().to_string_lossy().into_owned()
+}
+
+fn validate_redis(raw: RawRedis, out: &mut Collector<'_>) -> RedisConfig {
+    if let Some(url) = &raw.url
+        && let Err(e) = check_redis_url(url.get_ref())
+    {
+        out.push(Some(url.span()), "redis.url", e);
+    }
+    let mut duration = |v: Option<Spanned<String>>, key: &str, default: u64| match v {
+        None => Duration::from_secs(default),
+        Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|e| {
+            out.push(Some(v.span()), format!("redis.{key}"), e);
+            Duration::from_secs(default)
+        }),
+    };
+    RedisConfig {
+        max_backoff: duration(raw.max_backoff, "max_backoff", 30),
+        ping_interval: duration(raw.ping_interval, "ping_interval", 10),
+        connect_timeout: duration(raw.connect_timeout, "connect_timeout", 5),
+        url: raw.url.map(Spanned::into_inner),
+    }
+}
+
+fn validate_subscriptions(
+    raw: Option<Spanned<Vec<Spanned<RawSubscribe>>>>,
+    out: &mut Collector<'_>,
+) -> Vec<Subscription> {
+    let Some(raw) = raw.filter(|r| !r.get_ref().is_empty()) else {
+        out.push(
+            None,
+            "subscribe",
+            "no subscriptions: add at least one [[subscribe]] with `channel` or `pattern`",
+        );
+        return Vec::new();
+    };
+    let mut subs = Vec::new();
+    for (i, entry) in raw.into_inner().into_iter().enumerate() {
+        let key = format!("subscribe[{}]", i + 1);
+        let span = entry.span();
+        let entry = entry.into_inner();
+        let sub = match (entry.channel, entry.pattern) {
+            (Some(c), None) => Subscription::Channel(c.into_inner()),
+            (None, Some(p)) => Subscription::Pattern(p.into_inner()),
+            (Some(_), Some(_)) => {
+                out.push(
+                    Some(span),
+                    key,
+                    "set either `channel` or `pattern`, not both",
+                );
+                continue;
+            }
+            (None, None) => {
+                out.push(Some(span), key, "needs `channel` or `pattern`");
+                continue;
+            }
+        };
+        if sub.name().is_empty() {
+            out.push(Some(span), key, "channel or pattern must not be empty");
+        } else if subs.contains(&sub) {
+            out.push(Some(span), key, format!("duplicate subscription {}", sub));
+        } else {
+            subs.push(sub);
+        }
+    }
+    subs
+}
+
+fn validate_presenter(raw: RawPresenter, out: &mut Collector<'_>) -> PresenterConfig {
+    let kind = match raw.kind {
+        None => PresenterKind::Auto,
+        Some(k) => match k.get_ref().as_str() {
+            "auto" => PresenterKind::Auto,
+            "desktop" => PresenterKind::Desktop,
+            "console" => PresenterKind::Console,
+            "null" => PresenterKind::Null,
+            other => {
+                out.push(
+                    Some(k.span()),
+                    "presenter.kind",
+                    format!("unknown presenter `{other}`, expected `auto`, `desktop`, `console` or `null`"),
+                );
+                PresenterKind::Auto
+            }
+        },
+    };
+    PresenterConfig { kind }
+}
+
+impl Subscription {
+    pub fn name(&self) -> &str {
+        match self {
+            Subscription::Channel(n) | Subscription::Pattern(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Subscription::Channel(c) => write!(f, "channel `{c}`"),
+            Subscription::Pattern(p) => write!(f, "pattern `{p}`"),
+        }
+    }
+}
+
+/// Parses a duration such as `"30s"`, `"500ms"` or `"2m"`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let signed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("`{text}` is not a duration such as \"30s\" or \"500ms\": {e}"))?;
+    Duration::try_from(signed).map_err(|_| format!("`{text}` must not be negative"))
+}
+
+/// Checks that `url` is a Redis URL the client can use.
+pub fn check_redis_url(url: &str) -> Result<(), String> {
+    redis::Client::open(url)
+        .map(drop)
+        .map_err(|e| format!("`{url}` is not a usable Redis URL: {e}"))
+}
+
+/// The Redis URL every command uses: `--url` > `HERALD_REDIS_URL` > `[redis] url` > the default.
+pub fn resolve_redis_url(flag: Option<&str>, config: Option<&Config>) -> String {
+    let env = std::env::var(REDIS_URL_ENV).ok().filter(|v| !v.is_empty());
+    flag.map(str::to_owned)
+        .or(env)
+        .or_else(|| config.and_then(|c| c.redis.url.clone()))
+        .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned())
+}
+
+/// Where `herald` looks for its config when `--config` is not given.
+pub fn default_path() -> PathBuf {
+    dirs::config_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("herald")
+        .join("herald.toml")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,45 @@
+//! The config file exactly as TOML says it: serde types with `deny_unknown_fields`, every field optional
+//! and spanned where validation may need to point at it. Nothing here is checked beyond its TOML type;
+//! `super::validate` turns these into a [`super::Config`].
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub agent: Option<RawAgent>,
+    pub redis: Option<RawRedis>,
+    pub subscribe: Option<Spanned<Vec<Spanned<RawSubscribe>>>>,
+    pub presenter: Option<RawPresenter>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAgent {
+    pub hostname: Option<Spanned<String>>,
+    pub groups: Option<Vec<String>>,
+    pub max_payload_bytes: Option<Spanned<i64>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedis {
+    pub url: Option<Spanned<String>>,
+    pub max_backoff: Option<Spanned<String>>,
+    pub ping_interval: Option<Spanned<String>>,
+    pub connect_timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubscribe {
+    pub channel: Option<Spanned<String>>,
+    pub pattern: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPresenter {
+    pub kind: Option<Spanned<String>>,
+}

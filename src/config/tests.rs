@@ -1,0 +1,125 @@
+use std::path::Path;
+use std::time::Duration;
+
+use super::*;
+
+fn parse(src: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(Path::new("herald.toml"), src)
+}
+
+fn messages(src: &str) -> Vec<String> {
+    parse(src)
+        .unwrap_err()
+        .0
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn the_documented_example_is_valid() {
+    let src = include_str!("../../config/herald.toml");
+    let c = parse(src).unwrap();
+    assert_eq!(c.redis.url.as_deref(), Some("redis://127.0.0.1:6379/"));
+    assert!(
+        c.subscriptions
+            .contains(&Subscription::Channel("notifications".into()))
+    );
+    assert!(
+        c.subscriptions
+            .contains(&Subscription::Pattern("alerts:*".into()))
+    );
+    assert_eq!(c.redis.max_backoff, Duration::from_secs(30));
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let c = parse("[[subscribe]]\nchannel = \"a\"\n").unwrap();
+    assert_eq!(c.presenter.kind, PresenterKind::Auto);
+    assert_eq!(c.agent.max_payload_bytes, 64 * 1024);
+    assert_eq!(c.agent.hostname, machine_hostname());
+    assert_eq!(c.redis.url, None);
+}
+
+#[test]
+fn every_error_is_reported_at_once_with_line_and_key() {
+    let src = "[agent]\nhostnme = \"x\"\n\n[redis]\nmax_backoff = 5\n\n[presenter]\nkind = \"fancy\"\n\n[[subscribe]]\nchannel = \"a\"\n";
+    let errs = messages(src);
+    assert_eq!(errs.len(), 3, "{errs:#?}");
+    assert!(
+        errs[0].starts_with("herald.toml:2:1: agent.hostnme: unknown key"),
+        "{}",
+        errs[0]
+    );
+    assert!(
+        errs[1].starts_with("herald.toml:5:15: redis.max_backoff: invalid type"),
+        "{}",
+        errs[1]
+    );
+    // `kind` has the right type, so its meaning is checked after the types: it still shows up.
+    assert!(
+        errs[2].starts_with("herald.toml:8:8: presenter.kind: unknown presenter `fancy`"),
+        "{}",
+        errs[2]
+    );
+}
+
+#[test]
+fn semantic_errors_are_collected_together() {
+    let src = "[redis]\nmax_backoff = \"soon\"\nurl = \"http://x\"\n\n[presenter]\nkind = \"fancy\"\n\n[[subscribe]]\nchannel = \"a\"\npattern = \"b*\"\n";
+    let errs = messages(src);
+    assert_eq!(errs.len(), 4, "{errs:#?}");
+    assert!(errs[0].contains(":2:") && errs[0].contains("redis.max_backoff"));
+    assert!(errs[1].contains(":3:") && errs[1].contains("redis.url"));
+    assert!(errs[2].contains(":6:") && errs[2].contains("unknown presenter `fancy`"));
+    assert!(errs[3].contains("subscribe[1]") && errs[3].contains("not both"));
+}
+
+#[test]
+fn an_empty_subscription_list_is_an_error() {
+    let errs = messages("[agent]\nhostname = \"ws\"\n");
+    assert_eq!(errs.len(), 1);
+    assert!(errs[0].contains("no subscriptions"), "{}", errs[0]);
+}
+
+#[test]
+fn syntax_errors_point_at_the_line() {
+    let errs = messages("[agent]\nhostname = \n[[subscribe]]\nchannel = \"a\"\n");
+    assert!(errs[0].starts_with("herald.toml:2:"), "{errs:?}");
+}
+
+#[test]
+fn unknown_sections_and_duplicates_are_named() {
+    let errs =
+        messages("[agnet]\nx=1\n[[subscribe]]\nchannel=\"a\"\n[[subscribe]]\nchannel=\"a\"\n");
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].contains(":1:2: agnet: unknown section"), "{errs:?}");
+    assert!(
+        errs[1].contains(":5:1: subscribe[2]: duplicate subscription channel `a`"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn the_redis_url_is_found_in_the_documented_order() {
+    let c =
+        parse("[redis]\nurl = \"redis://from-config/\"\n[[subscribe]]\nchannel = \"a\"\n").unwrap();
+    // The environment is process-wide; only the cases that do not depend on it are checked here.
+    assert_eq!(
+        resolve_redis_url(Some("redis://flag/"), Some(&c)),
+        "redis://flag/"
+    );
+    if std::env::var_os(REDIS_URL_ENV).is_none() {
+        assert_eq!(resolve_redis_url(None, Some(&c)), "redis://from-config/");
+        assert_eq!(resolve_redis_url(None, None), DEFAULT_REDIS_URL);
+    }
+}
+
+#[test]
+fn durations_read_like_people_write_them() {
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert!(parse_duration("-1s").is_err());
+    assert!(parse_duration("soon").is_err());
+}

@@ -1,0 +1,28 @@
+//! Herald: a desktop notification agent. It subscribes to Redis channels, decodes each JSON
+//! notification, shows it through a presenter and sends the user's answer back to the publisher.
+//!
+//! # Layout
+//!
+//! Data flows one way: source → decode → presenter → reply.
+//!
+//! - [`cli`]: the `herald` commands (`run`, `check`, `publish`), logging, exit codes.
+//! - [`config`]: raw TOML types, validation that reports every error with file and line, the
+//!   validated [`config::Config`], and how the Redis URL is found.
+//! - [`source`]: where raw payloads come from; [`source::pubsub`] is the reconnecting session loop.
+//! - [`message`]: the wire protocol: decoding (size cap first) into a [`message::Notification`],
+//!   and the [`message::Response`] sent back.
+//! - [`present`]: presenters (console, null) and the one-question-at-a-time dialog half.
+//! - [`reply`]: publishing responses with retry, at most one per notification id.
+//! - [`agent`]: the wiring of `herald run` and its shutdown order.
+//! - [`lock`]: one agent per user and config.
+//! - [`stats`]: per-message failure counters.
+
+pub mod agent;
+pub mod cli;
+pub mod config;
+pub mod lock;
+pub mod message;
+pub mod present;
+pub mod reply;
+pub mod source;
+pub mod stats;

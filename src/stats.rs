@@ -1,0 +1,54 @@
+//! Counters for everything that can go wrong per message. Failures are never fatal, so they must be
+//! visible somewhere: each is logged when it happens and summed here for the shutdown summary.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One monotonically increasing count.
+#[derive(Debug, Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    pub fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The agent's counters, shared by every task.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub received: Counter,
+    pub invalid: Counter,
+    pub shown: Counter,
+    pub answered: Counter,
+    pub expired: Counter,
+    pub replies_sent: Counter,
+    pub replies_refused: Counter,
+    pub replies_lost: Counter,
+    pub outages: Counter,
+}
+
+impl Stats {
+    /// `name=value` pairs for the summary log line.
+    pub fn summary(&self) -> String {
+        let pairs = [
+            ("received", &self.received),
+            ("invalid", &self.invalid),
+            ("shown", &self.shown),
+            ("answered", &self.answered),
+            ("expired", &self.expired),
+            ("replies_sent", &self.replies_sent),
+            ("replies_refused", &self.replies_refused),
+            ("replies_lost", &self.replies_lost),
+            ("outages", &self.outages),
+        ];
+        pairs
+            .iter()
+            .map(|(n, c)| format!("{n}={}", c.get()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}

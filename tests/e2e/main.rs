@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `herald` binary against real `redis-server` processes, one per test.
+
+mod util;
+
+mod answers;
+mod bad_input;
+mod cli;
+mod publish;
+mod receive;
+mod reconnect;

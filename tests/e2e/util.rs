@@ -1,0 +1,323 @@
+//! Test helpers: a real `redis-server` per test on a free port, and a real `herald` process whose
+//! stdout and stderr lines can be awaited. Everything is killed on drop.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+pub const HERALD: &str = env!("CARGO_BIN_EXE_herald");
+/// How long any single expected event may take before the test fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A `redis-server` of the test's own.
+pub struct Redis {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut redis = Redis {
+            child: None,
+            port,
+            dir,
+        };
+        redis.start_again();
+        redis
+    }
+
+    /// Starts the server (again) on the same port, waiting for "Ready to accept connections".
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let mut child = Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no", "--logfile", ""])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/test installs it)");
+        let stdout = child.stdout.take().unwrap();
+        let lines = spawn_line_reader(stdout);
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) if line.contains("Ready to accept connections") => break,
+                Ok(_) => continue,
+                Err(_) => panic!("redis-server on port {} did not start", self.port),
+            }
+        }
+        // Keep draining its output so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+
+    /// SIGKILL, as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    pub fn conn(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    }
+
+    pub fn publish(&self, channel: &str, payload: impl redis::ToRedisArgs) -> i64 {
+        redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query(&mut self.conn())
+            .unwrap()
+    }
+
+    /// A subscriber on `channel`, subscribed before this returns.
+    pub fn subscribe(&self, channel: &str) -> Subscriber {
+        let client = redis::Client::open(self.url()).unwrap();
+        let mut conn = client.get_connection().unwrap();
+        conn.set_read_timeout(Some(PATIENCE)).unwrap();
+        redis::cmd("SUBSCRIBE")
+            .arg(channel)
+            .exec(&mut conn)
+            .unwrap();
+        Subscriber { conn }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A plain SUBSCRIBE connection for reading replies.
+pub struct Subscriber {
+    conn: redis::Connection,
+}
+
+impl Subscriber {
+    /// The next message's payload, within `PATIENCE`.
+    pub fn next(&mut self) -> String {
+        loop {
+            let value: redis::Value = self.conn.recv_response().expect("a message in time");
+            if let redis::Value::Array(parts) | redis::Value::Push { data: parts, .. } = value
+                && parts.len() == 3
+                && matches!(&parts[0], redis::Value::BulkString(k) if k == b"message")
+            {
+                return redis::from_redis_value::<String>(parts[2].clone()).unwrap();
+            }
+        }
+    }
+
+    pub fn next_json(&mut self) -> serde_json::Value {
+        serde_json::from_str(&self.next()).unwrap()
+    }
+}
+
+/// A running `herald run`.
+pub struct Agent {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: mpsc::Receiver<String>,
+    stderr: mpsc::Receiver<String>,
+    /// Every stdout line seen so far.
+    pub seen: Vec<String>,
+    /// Every stderr line seen so far.
+    pub logs: Vec<String>,
+    pub dir: tempfile::TempDir,
+}
+
+impl Agent {
+    /// Starts `herald run` with `config` (TOML) against `redis`, and waits until it is subscribed.
+    pub fn start(redis: &Redis, config: &str) -> Agent {
+        let mut agent = Agent::spawn(redis, config);
+        agent.expect_log("subscribed");
+        agent
+    }
+
+    /// Starts `herald run` without waiting for anything.
+    pub fn spawn(redis: &Redis, config: &str) -> Agent {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = herald(dir.path())
+            .args(["run", "--config"])
+            .arg(&path)
+            .args(["--url", &redis.url()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Agent {
+            stdin: child.stdin.take(),
+            stdout: spawn_line_reader(child.stdout.take().unwrap()),
+            stderr: spawn_line_reader(child.stderr.take().unwrap()),
+            child,
+            seen: Vec::new(),
+            logs: Vec::new(),
+            dir,
+        }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("herald.toml")
+    }
+
+    /// The next stdout line for which `pred` holds (earlier lines are kept in `seen`).
+    pub fn expect_line(
+        &mut self,
+        what: &str,
+        pred: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.stdout.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "no stdout line {what} within {PATIENCE:?}; saw {:#?}\nlogs: {:#?}",
+                    self.seen, self.logs
+                )
+            });
+            self.seen.push(line.clone());
+            let json: serde_json::Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+            if pred(&json) {
+                return json;
+            }
+        }
+    }
+
+    /// Waits for the `shown` event of the notification titled `title`.
+    pub fn expect_shown(&mut self, title: &str) -> serde_json::Value {
+        self.expect_line(&format!("shown {title:?}"), |j| {
+            j["event"] == "shown" && j["title"] == title
+        })
+    }
+
+    /// The next stderr line containing `needle`.
+    pub fn expect_log(&mut self, needle: &str) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.stderr.recv_timeout(left).unwrap_or_else(|_| {
+                panic!(
+                    "no log line with {needle:?} within {PATIENCE:?}; saw {:#?}",
+                    self.logs
+                )
+            });
+            self.logs.push(line.clone());
+            if line.contains(needle) {
+                return line;
+            }
+        }
+    }
+
+    /// Types `line` at the agent's stdin.
+    pub fn answer(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes stdin: nobody is left to answer.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        self.wait()
+    }
+
+    pub fn wait(&mut self) -> std::process::ExitStatus {
+        let status = self.child.wait().unwrap();
+        // Collect what is left of the output for assertions.
+        self.seen.extend(self.stdout.try_iter());
+        self.logs.extend(self.stderr.try_iter());
+        status
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `herald` command with its own runtime dir (lock files) and no inherited Redis URL.
+pub fn herald(runtime_dir: &Path) -> Command {
+    let mut cmd = Command::new(HERALD);
+    cmd.env("XDG_RUNTIME_DIR", runtime_dir)
+        .env_remove("HERALD_REDIS_URL")
+        .env("HERALD_LOG", "info");
+    cmd
+}
+
+/// A minimal config subscribed to `subs` (TOML `[[subscribe]]` bodies such as `channel = "a"`).
+pub fn config(hostname: &str, subs: &[&str]) -> String {
+    let mut c =
+        format!("[agent]\nhostname = \"{hostname}\"\n\n[presenter]\nkind = \"console\"\n\n");
+    for s in subs {
+        c.push_str(&format!("[[subscribe]]\n{s}\n\n"));
+    }
+    c
+}
+
+/// A notification payload.
+pub fn note(title: &str, extra: serde_json::Value) -> String {
+    let mut v = serde_json::json!({"title": title, "message": format!("body of {title}")});
+    if let serde_json::Value::Object(extra) = extra {
+        v.as_object_mut().unwrap().extend(extra);
+    }
+    v.to_string()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_line_reader(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

@@ -85,6 +85,7 @@ pub async fn run(
     let limit = config.agent.max_payload_bytes;
     loop {
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
             msg = incoming.recv() => match msg {
                 Some(msg) => handle(&shared, &questions, msg, limit),
@@ -150,6 +151,7 @@ async fn dialog_worker(
 ) {
     loop {
         let delivery = tokio::select! {
+            biased; // after shutdown, a waiting question must not be taken up and shown
             _ = shutdown.cancelled() => break,
             d = queue.recv() => match d { Some(d) => d, None => break },
         };

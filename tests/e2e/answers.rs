@@ -156,7 +156,12 @@ fn sigterm_dismisses_the_open_question_and_exits_zero() {
             ),
         );
     }
-    agent.expect_shown("open");
+    // The agent handles messages in order: once this marker is shown, "queued" is waiting its turn.
+    redis.publish("notifications", note("marker", json!({})));
+    agent.expect_shown("marker");
+    if !agent.seen.iter().any(|l| l.contains(r#""title":"open""#)) {
+        agent.expect_shown("open");
+    }
     assert!(agent.terminate().success());
     let first = replies.next_json();
     assert_eq!(

@@ -24,5 +24,6 @@ pub mod lock;
 pub mod message;
 pub mod present;
 pub mod reply;
+pub mod rules;
 pub mod source;
 pub mod stats;

@@ -8,6 +8,7 @@
 mod check;
 pub mod error;
 mod raw;
+mod rules;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,7 +18,8 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use error::Collector;
 pub use error::{ConfigError, ConfigErrors};
-use raw::{RawAgent, RawConfig, RawPresenter, RawRedis, RawSubscribe};
+use raw::{RawAgent, RawConfig, RawPresenter, RawRedis, RawRules, RawSubscribe};
+pub use rules::{OnError, RulesConfig, globs as globs_for};
 
 /// The Redis URL used when neither flag, environment nor config names one.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
@@ -33,6 +35,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub subscriptions: Vec<Subscription>,
     pub presenter: PresenterConfig,
+    pub rules: RulesConfig,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +44,8 @@ pub struct AgentConfig {
     pub hostname: String,
     pub groups: Vec<String>,
     pub max_payload_bytes: usize,
+    /// Time zone for rules' local time; the system's when not set.
+    pub timezone: jiff::tz::TimeZone,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -130,11 +135,12 @@ fn check_sections<'i>(doc: &Spanned<DeTable<'i>>, out: &mut Collector<'_>) -> De
             "redis" => check::table::<RawRedis>(value, name, out),
             "presenter" => check::table::<RawPresenter>(value, name, out),
             "subscribe" => check::array_of_tables::<RawSubscribe>(value, name, out),
+            "rules" => check::table::<RawRules>(value, name, out),
             _ => {
                 out.push(
                     Some(key.span()),
                     name,
-                    "unknown section, expected one of `agent`, `redis`, `subscribe`, `presenter`",
+                    "unknown section, expected one of `agent`, `redis`, `subscribe`, `presenter`, `rules`",
                 );
                 None
             }
@@ -152,12 +158,14 @@ fn validate(path: &Path, raw: RawConfig, out: &mut Collector<'_>) -> Config {
     let redis = validate_redis(raw.redis.unwrap_or_default(), out);
     let subscriptions = validate_subscriptions(raw.subscribe, out);
     let presenter = validate_presenter(raw.presenter.unwrap_or_default(), out);
+    let rules = rules::validate(path, raw.rules.unwrap_or_default(), out);
     Config {
         path: path.to_owned(),
         agent,
         redis,
         subscriptions,
         presenter,
+        rules,
     }
 }
 
@@ -188,10 +196,22 @@ fn validate_agent(raw: RawAgent, out: &mut Collector<'_>) -> AgentConfig {
             }
         },
     };
+    let timezone = match raw.timezone {
+        None => jiff::tz::TimeZone::system(),
+        Some(name) => jiff::tz::TimeZone::get(name.get_ref()).unwrap_or_else(|e| {
+            out.push(
+                Some(name.span()),
+                "agent.timezone",
+                format!("unknown time zone: {e}"),
+            );
+            jiff::tz::TimeZone::UTC
+        }),
+    };
     AgentConfig {
         hostname,
         groups: raw.groups.unwrap_or_default(),
         max_payload_bytes,
+        timezone,
     }
 }
 

@@ -12,6 +12,7 @@ pub struct RawConfig {
     pub redis: Option<RawRedis>,
     pub subscribe: Option<Spanned<Vec<Spanned<RawSubscribe>>>>,
     pub presenter: Option<RawPresenter>,
+    pub rules: Option<RawRules>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -20,6 +21,7 @@ pub struct RawAgent {
     pub hostname: Option<Spanned<String>>,
     pub groups: Option<Vec<String>>,
     pub max_payload_bytes: Option<Spanned<i64>>,
+    pub timezone: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,4 +44,15 @@ pub struct RawSubscribe {
 #[serde(deny_unknown_fields)]
 pub struct RawPresenter {
     pub kind: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRules {
+    pub packs: Option<Vec<Spanned<String>>>,
+    pub on_error: Option<Spanned<String>>,
+    pub budget_ms: Option<Spanned<i64>>,
+    pub memory_mb: Option<Spanned<i64>>,
+    pub tick_s: Option<Spanned<i64>>,
+    pub publish_allow: Option<Vec<Spanned<String>>>,
 }

@@ -1,0 +1,570 @@
+//! The rule engine: one sandboxed Luau VM, the compiled rules, and the per-message pipeline.
+//!
+//! It is deliberately synchronous and `!Send` (mlua without `send` is 40–55 % faster): it lives on the
+//! rules thread (`worker`) or, for `herald rules test`/`run`, on the caller's thread. Every run — one
+//! message through all rules, or one tick — has a CPU deadline enforced by a Luau interrupt that keeps
+//! failing once tripped, so `pcall` cannot swallow it; memory is capped per VM.
+
+use std::cell::{Cell, RefCell};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use globset::GlobSet;
+use jiff::Timestamp;
+use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value, VmState};
+
+use super::api::{self, Current, Effects, HostInfo, Shared, SharedRef};
+use super::convert::{self, Route};
+use crate::config::OnError;
+use crate::message::{Answer, Notification};
+
+/// What the engine needs besides the rule files.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub on_error: OnError,
+    pub budget: Duration,
+    pub memory_limit: usize,
+    pub publish_allow: GlobSet,
+    pub tz: jiff::tz::TimeZone,
+    pub host: HostInfo,
+}
+
+/// A compiled rule.
+struct Rule {
+    name: String,
+    file: PathBuf,
+    channels: Option<GlobSet>,
+    on_message: Option<Function>,
+    on_tick: Option<Function>,
+    ctx: Table,
+}
+
+/// What the rules decided for one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Show it (possibly rewritten), where `route` says (presenter default when `None`).
+    Show {
+        note: Notification,
+        route: Option<Route>,
+    },
+    /// A rule returned nil/false, or failed under `on_error = "drop"`.
+    Drop { rule: String },
+    /// A rule answered it with `ctx.answer`.
+    Answer { rule: String, answer: Answer },
+}
+
+/// A rule that failed: logged, counted, handled per `on_error`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleFailure {
+    pub rule: String,
+    pub file: PathBuf,
+    pub message: String,
+}
+
+/// One rule's part in a message's fate, for `herald rules run`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    Skipped,
+    Passed,
+    Changed(Vec<String>),
+    Dropped,
+    Answered(Answer),
+    Failed(String),
+}
+
+/// The result of one message or tick.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Processed {
+    pub verdict: Verdict,
+    pub effects: Effects,
+    pub failures: Vec<RuleFailure>,
+    /// Filled only when tracing.
+    pub trace: Vec<(String, Step)>,
+}
+
+/// The result of one tick.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Ticked {
+    pub effects: Effects,
+    pub failures: Vec<RuleFailure>,
+}
+
+/// Why a rule file could not be loaded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct LoadError {
+    pub file: String,
+    pub message: String,
+}
+
+/// The CPU deadline the interrupt enforces.
+#[derive(Default)]
+struct Budget {
+    deadline: Cell<Option<Instant>>,
+    tripped: Cell<bool>,
+    limit_ms: Cell<u128>,
+}
+
+pub struct Engine {
+    lua: Lua,
+    rules: Vec<Rule>,
+    shared: SharedRef,
+    budget: Rc<Budget>,
+    config: EngineConfig,
+}
+
+impl Engine {
+    /// Loads and compiles `files` in order; reports every file that fails.
+    pub fn load(config: EngineConfig, files: &[PathBuf]) -> Result<Engine, Vec<LoadError>> {
+        let internal = |e: mlua::Error| {
+            vec![LoadError {
+                file: "<engine>".into(),
+                message: e.to_string(),
+            }]
+        };
+        let shared = Rc::new(RefCell::new(Shared::new(
+            config.tz.clone(),
+            config.publish_allow.clone(),
+        )));
+        let budget = Rc::new(Budget::default());
+        let lua = new_vm(&config, &shared, &budget).map_err(internal)?;
+        let mut engine = Engine {
+            lua,
+            rules: Vec::new(),
+            shared,
+            budget,
+            config,
+        };
+        let mut errors = Vec::new();
+        for file in files {
+            match engine.compile(file) {
+                Ok(rule) if engine.rules.iter().any(|r| r.name == rule.name) => {
+                    errors.push(LoadError {
+                        file: file.display().to_string(),
+                        message: format!(
+                            "a rule named `{}` is already loaded; names must be unique",
+                            rule.name
+                        ),
+                    })
+                }
+                Ok(rule) => engine.rules.push(rule),
+                Err(message) => errors.push(LoadError {
+                    file: file.display().to_string(),
+                    message,
+                }),
+            }
+        }
+        if errors.is_empty() {
+            Ok(engine)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// The rule names, in the order they run.
+    pub fn rule_names(&self) -> Vec<&str> {
+        self.rules.iter().map(|r| r.name.as_str()).collect()
+    }
+
+    /// Pins the rules' clock (`None`: the system clock).
+    pub fn set_time(&self, at: Option<Timestamp>) {
+        self.shared.borrow_mut().clock.set(at);
+    }
+
+    /// Sets the time zone `localtime` and `in_window` use.
+    pub fn set_timezone(&self, tz: jiff::tz::TimeZone) {
+        self.shared.borrow_mut().tz = tz;
+    }
+
+    fn compile(&mut self, file: &Path) -> Result<Rule, String> {
+        let source = std::fs::read_to_string(file).map_err(|e| format!("cannot read: {e}"))?;
+        let env = self.lua.create_table().map_err(|e| e.to_string())?;
+        let meta = self.lua.create_table().map_err(|e| e.to_string())?;
+        meta.set("__index", self.lua.globals())
+            .map_err(|e| e.to_string())?;
+        env.set_metatable(Some(meta)).map_err(|e| e.to_string())?;
+        env.set_readonly(true); // globals are read-only: rule state lives in locals (upvalues)
+        let chunk = self
+            .lua
+            .load(source)
+            .set_name(format!("@{}", file.display()))
+            .set_mode(mlua::chunk::ChunkMode::Text)
+            .set_environment(env);
+        self.arm();
+        let value = chunk.eval::<Value>();
+        self.disarm();
+        let value = value.map_err(|e| lua_message(&e))?;
+        let Value::Table(t) = value else {
+            return Err(format!(
+                "a rule file must return a table, not {}",
+                value.type_name()
+            ));
+        };
+        let default_name = file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.rule_from_table(t, default_name, file)
+    }
+
+    fn rule_from_table(&self, t: Table, default_name: String, file: &Path) -> Result<Rule, String> {
+        for pair in t.pairs::<Value, Value>() {
+            let (k, _) = pair.map_err(|e| e.to_string())?;
+            let key = k.to_string().unwrap_or_default();
+            if !matches!(key.as_str(), "name" | "channels" | "on_message" | "on_tick") {
+                return Err(format!(
+                    "unknown key `{key}` in the rule table (expected name, channels, on_message, on_tick)"
+                ));
+            }
+        }
+        let name: String = t
+            .get::<Option<String>>("name")
+            .map_err(|_| "`name` must be a string".to_owned())?
+            .unwrap_or(default_name);
+        let channels = match t.get::<Value>("channels").map_err(|e| e.to_string())? {
+            Value::Nil => None,
+            v => {
+                let list: Vec<String> = self
+                    .lua
+                    .unpack(v)
+                    .map_err(|_| "`channels` must be a list of channel globs".to_owned())?;
+                Some(crate::config::globs_for(&list).map_err(|e| format!("`channels`: {e}"))?)
+            }
+        };
+        let function = |key: &str| {
+            t.get::<Option<Function>>(key)
+                .map_err(|_| format!("`{key}` must be a function"))
+        };
+        let on_message = function("on_message")?;
+        let on_tick = function("on_tick")?;
+        if on_message.is_none() && on_tick.is_none() {
+            return Err("a rule needs `on_message`, `on_tick`, or both".into());
+        }
+        let ctx = api::make_ctx(&self.lua, &self.shared, &name).map_err(|e| e.to_string())?;
+        Ok(Rule {
+            name,
+            file: file.to_owned(),
+            channels,
+            on_message,
+            on_tick,
+            ctx,
+        })
+    }
+
+    /// Runs one message through every rule whose `channels` match.
+    pub fn process(&mut self, channel: &str, note: &Notification, trace: bool) -> Processed {
+        let mut out = Processed {
+            verdict: Verdict::Drop {
+                rule: String::new(),
+            },
+            effects: Effects::default(),
+            failures: Vec::new(),
+            trace: Vec::new(),
+        };
+        let mut msg = match convert::to_table(&self.lua, channel, note) {
+            Ok(t) => t,
+            Err(e) => {
+                out.failures.push(self.failure(
+                    "<herald>",
+                    Path::new(""),
+                    format!("cannot build msg: {e}"),
+                ));
+                out.verdict = Verdict::Show {
+                    note: note.clone(),
+                    route: None,
+                };
+                return out;
+            }
+        };
+        self.arm();
+        let decided = self.run_rules(channel, note, &mut msg, trace, &mut out);
+        self.disarm();
+        out.verdict = match decided {
+            Some(v) => v,
+            None => match convert::from_table(&self.lua, &msg, note) {
+                Ok((note, route)) => Verdict::Show { note, route },
+                Err(e) => {
+                    let last = self
+                        .rules
+                        .last()
+                        .map(|r| (r.name.clone(), r.file.clone()))
+                        .unwrap_or_default();
+                    out.failures.push(self.failure(&last.0, &last.1, e));
+                    match self.config.on_error {
+                        OnError::Pass => Verdict::Show {
+                            note: note.clone(),
+                            route: None,
+                        },
+                        OnError::Drop => Verdict::Drop { rule: last.0 },
+                    }
+                }
+            },
+        };
+        out.effects = std::mem::take(&mut self.shared.borrow_mut().effects);
+        out
+    }
+
+    /// The rules loop; `Some` when a rule decided the message's fate.
+    fn run_rules(
+        &mut self,
+        channel: &str,
+        note: &Notification,
+        msg: &mut Table,
+        trace: bool,
+        out: &mut Processed,
+    ) -> Option<Verdict> {
+        for i in 0..self.rules.len() {
+            let rule = &self.rules[i];
+            let Some(on_message) = rule.on_message.clone() else {
+                continue;
+            };
+            if rule.channels.as_ref().is_some_and(|g| !g.is_match(channel)) {
+                if trace {
+                    out.trace.push((rule.name.clone(), Step::Skipped));
+                }
+                continue;
+            }
+            let (name, file, ctx) = (rule.name.clone(), rule.file.clone(), rule.ctx.clone());
+            let before = (trace || self.config.on_error == OnError::Pass)
+                .then(|| shallow_copy(&self.lua, msg));
+            {
+                let mut s = self.shared.borrow_mut();
+                s.current = Some(Current {
+                    rule: name.clone(),
+                    kind: Some(note.kind),
+                });
+                s.answer = None;
+            }
+            let result = on_message.call::<Value>((msg.clone(), ctx));
+            let answer = {
+                let mut s = self.shared.borrow_mut();
+                s.current = None;
+                s.answer.take()
+            };
+            match result {
+                Err(e) => {
+                    let failure = self.failure(&name, &file, lua_message(&e));
+                    if trace {
+                        out.trace
+                            .push((name.clone(), Step::Failed(failure.message.clone())));
+                    }
+                    out.failures.push(failure);
+                    match self.config.on_error {
+                        OnError::Drop => return Some(Verdict::Drop { rule: name }),
+                        OnError::Pass => {
+                            if let Some(Ok(copy)) = before {
+                                *msg = copy;
+                            }
+                            if self.budget.tripped.get() {
+                                // Out of time: no later rule gets to run either.
+                                return None;
+                            }
+                        }
+                    }
+                }
+                Ok(_) if answer.is_some() => {
+                    let answer = answer.expect("checked");
+                    if trace {
+                        out.trace.push((name.clone(), Step::Answered(answer)));
+                    }
+                    return Some(Verdict::Answer { rule: name, answer });
+                }
+                Ok(Value::Nil | Value::Boolean(false)) => {
+                    if trace {
+                        out.trace.push((name.clone(), Step::Dropped));
+                    }
+                    return Some(Verdict::Drop { rule: name });
+                }
+                Ok(Value::Table(next)) => {
+                    if trace {
+                        let changed = before
+                            .and_then(Result::ok)
+                            .map(|b| changed_fields(&b, &next))
+                            .unwrap_or_default();
+                        out.trace.push((
+                            name.clone(),
+                            if changed.is_empty() {
+                                Step::Passed
+                            } else {
+                                Step::Changed(changed)
+                            },
+                        ));
+                    }
+                    *msg = next;
+                }
+                Ok(other) => {
+                    let failure = self.failure(
+                        &name,
+                        &file,
+                        format!("on_message must return the message table, nil or false; it returned {}", other.type_name()),
+                    );
+                    if trace {
+                        out.trace
+                            .push((name.clone(), Step::Failed(failure.message.clone())));
+                    }
+                    out.failures.push(failure);
+                    if self.config.on_error == OnError::Drop {
+                        return Some(Verdict::Drop { rule: name });
+                    }
+                    if let Some(Ok(copy)) = before {
+                        *msg = copy;
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// Runs every `on_tick`.
+    pub fn tick(&mut self) -> Ticked {
+        let mut out = Ticked::default();
+        self.arm();
+        for i in 0..self.rules.len() {
+            let rule = &self.rules[i];
+            let Some(on_tick) = rule.on_tick.clone() else {
+                continue;
+            };
+            let (name, file, ctx) = (rule.name.clone(), rule.file.clone(), rule.ctx.clone());
+            self.shared.borrow_mut().current = Some(Current {
+                rule: name.clone(),
+                kind: None,
+            });
+            let result = on_tick.call::<()>(ctx);
+            self.shared.borrow_mut().current = None;
+            if let Err(e) = result {
+                out.failures
+                    .push(self.failure(&name, &file, lua_message(&e)));
+            }
+        }
+        self.disarm();
+        out.effects = std::mem::take(&mut self.shared.borrow_mut().effects);
+        out
+    }
+
+    /// Starts the CPU deadline for one run.
+    fn arm(&self) {
+        self.budget.tripped.set(false);
+        self.budget.limit_ms.set(self.config.budget.as_millis());
+        self.budget
+            .deadline
+            .set(Some(Instant::now() + self.config.budget));
+    }
+
+    /// Ends the run; frees what a failed run may have left behind once memory gets tight.
+    fn disarm(&self) {
+        self.budget.deadline.set(None);
+        self.budget.tripped.set(false);
+        if self.lua.used_memory() > self.config.memory_limit / 2 {
+            let _ = self.lua.gc_collect();
+        }
+    }
+
+    fn failure(&self, rule: &str, file: &Path, message: String) -> RuleFailure {
+        RuleFailure {
+            rule: rule.to_owned(),
+            file: file.to_owned(),
+            message,
+        }
+    }
+}
+
+/// A VM with the safe standard library, the `herald` module, a memory cap and the CPU interrupt, in
+/// Luau sandbox mode (built-in libraries and globals read-only).
+fn new_vm(config: &EngineConfig, shared: &SharedRef, budget: &Rc<Budget>) -> mlua::Result<Lua> {
+    let libs =
+        StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::BIT | StdLib::OS;
+    let lua = Lua::new_with(libs, LuaOptions::default())?;
+    let globals = lua.globals();
+    // `require` reads files even in sandbox mode; the others load or reach code by other routes.
+    for name in [
+        "require",
+        "load",
+        "loadstring",
+        "dofile",
+        "loadfile",
+        "getfenv",
+        "setfenv",
+        "collectgarbage",
+        "debug",
+    ] {
+        globals.raw_remove(name)?;
+    }
+    // Luau's `os` is already harmless (time, clock, date, difftime); keep only those.
+    api::install_herald(&lua, shared, &config.host)?;
+    lua.sandbox(true)?;
+    lua.set_memory_limit(config.memory_limit)?;
+    let budget = budget.clone();
+    lua.set_interrupt(move |_| {
+        if budget.tripped.get() {
+            return Err(over_budget(&budget));
+        }
+        if let Some(deadline) = budget.deadline.get()
+            && Instant::now() >= deadline
+        {
+            budget.tripped.set(true);
+            return Err(over_budget(&budget));
+        }
+        Ok(VmState::Continue)
+    });
+    Ok(lua)
+}
+
+fn over_budget(budget: &Budget) -> mlua::Error {
+    mlua::Error::runtime(format!(
+        "rule ran out of its {} ms time budget",
+        budget.limit_ms.get()
+    ))
+}
+
+/// The first line of a Lua error, which carries `file:line:` for runtime and syntax errors.
+fn lua_message(e: &mlua::Error) -> String {
+    let root = match e {
+        mlua::Error::CallbackError { cause, .. } => cause.as_ref(),
+        other => other,
+    };
+    let text = match root {
+        mlua::Error::MemoryError(_) => "rule ran out of memory ([rules] memory_mb)".to_owned(),
+        mlua::Error::RuntimeError(m) => m.clone(),
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => other.to_string(),
+    };
+    text.lines().next().unwrap_or_default().trim().to_owned()
+}
+
+/// A shallow copy of `t`, to restore the message when a rule fails half way under `on_error = "pass"`.
+fn shallow_copy(lua: &Lua, t: &Table) -> mlua::Result<Table> {
+    let copy = lua.create_table()?;
+    for pair in t.pairs::<Value, Value>() {
+        let (k, v) = pair?;
+        copy.raw_set(k, v)?;
+    }
+    Ok(copy)
+}
+
+/// Names of the top-level fields that differ between two message tables.
+fn changed_fields(before: &Table, after: &Table) -> Vec<String> {
+    let mut changed = Vec::new();
+    let mut check = |a: &Table, b: &Table| {
+        for (k, v) in a.pairs::<Value, Value>().flatten() {
+            let other: Value = b.raw_get(k.clone()).unwrap_or(Value::Nil);
+            if !values_equal(&v, &other) {
+                let key = k.to_string().unwrap_or_default();
+                if !changed.contains(&key) {
+                    changed.push(key);
+                }
+            }
+        }
+    };
+    check(before, after);
+    check(after, before);
+    changed.sort();
+    changed
+}
+
+fn values_equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::String(x), Value::String(y)) => x.as_bytes() == y.as_bytes(),
+        _ => a == b,
+    }
+}

@@ -1,0 +1,1 @@
+//! `herald rules test`: placeholder, filled in below.

@@ -1,0 +1,109 @@
+//! The rules thread. The Lua VM is `!Send`, so it is built on, and never leaves, a thread of its own;
+//! the async agent talks to it through a channel and gets each result back on a oneshot.
+
+use std::path::PathBuf;
+use std::sync::mpsc as std_mpsc;
+
+use tokio::sync::oneshot;
+
+use super::engine::{Engine, EngineConfig, LoadError, Processed, Ticked};
+use crate::message::Notification;
+
+enum Job {
+    Message {
+        channel: String,
+        note: Box<Notification>,
+        reply: oneshot::Sender<Processed>,
+    },
+    Tick {
+        reply: oneshot::Sender<Ticked>,
+    },
+}
+
+/// The async side of the rules thread. Dropping it stops the thread.
+pub struct RulesHandle {
+    jobs: std_mpsc::Sender<Job>,
+    names: Vec<String>,
+}
+
+/// The rules thread is gone (it panicked); messages can no longer be filtered.
+#[derive(Debug, thiserror::Error)]
+#[error("the rules thread has stopped")]
+pub struct Stopped;
+
+impl RulesHandle {
+    /// Starts the thread and loads `files`; returns once they compiled, or with every load error.
+    pub fn spawn(config: EngineConfig, files: Vec<PathBuf>) -> Result<RulesHandle, Vec<LoadError>> {
+        let (jobs, rx) = std_mpsc::channel::<Job>();
+        let (loaded_tx, loaded_rx) = std_mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("herald-rules".into())
+            .spawn(move || {
+                let mut engine = match Engine::load(config, &files) {
+                    Ok(engine) => {
+                        let names = engine
+                            .rule_names()
+                            .iter()
+                            .map(|s| s.to_string())
+                            .collect::<Vec<_>>();
+                        let _ = loaded_tx.send(Ok(names));
+                        engine
+                    }
+                    Err(errors) => {
+                        let _ = loaded_tx.send(Err(errors));
+                        return;
+                    }
+                };
+                for job in rx {
+                    match job {
+                        Job::Message {
+                            channel,
+                            note,
+                            reply,
+                        } => {
+                            let _ = reply.send(engine.process(&channel, &note, false));
+                        }
+                        Job::Tick { reply } => {
+                            let _ = reply.send(engine.tick());
+                        }
+                    }
+                }
+            });
+        let thread_error = |message: String| {
+            vec![LoadError {
+                file: "<rules thread>".into(),
+                message,
+            }]
+        };
+        spawned.map_err(|e| thread_error(e.to_string()))?;
+        let names = loaded_rx
+            .recv()
+            .map_err(|_| thread_error("the rules thread stopped while loading".into()))??;
+        Ok(RulesHandle { jobs, names })
+    }
+
+    /// The loaded rules, in order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Runs one message through the rules.
+    pub async fn process(&self, channel: String, note: Notification) -> Result<Processed, Stopped> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Message {
+                channel,
+                note,
+                reply,
+            })
+            .map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+
+    /// Runs every `on_tick`.
+    pub async fn tick(&self) -> Result<Ticked, Stopped> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs.send(Job::Tick { reply }).map_err(|_| Stopped)?;
+        rx.await.map_err(|_| Stopped)
+    }
+}

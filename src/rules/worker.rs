@@ -93,7 +93,7 @@ impl RulesHandle {
         self.jobs
             .send(Job::Message {
                 channel,
-                note,
+                note: Box::new(note),
                 reply,
             })
             .map_err(|_| Stopped)?;

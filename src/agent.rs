@@ -1,9 +1,10 @@
-//! The wiring of `herald run`: source → decode → presenter → reply, with shutdown threaded through.
+//! The wiring of `herald run`: source → decode → rules → presenter → reply, with shutdown threaded
+//! through.
 //!
 //! The agent owns the tasks and the order in which they stop: on shutdown the source stops reading, the
 //! open question is answered `Dismissed`, questions still waiting become `Undeliverable`, and the reply
-//! queue gets a grace period to reach Redis. Per-message failures are logged with their channel and
-//! counted; none of them stops the agent.
+//! queue gets a grace period to reach Redis. Per-message failures (bad payloads, failing rules) are
+//! logged with their channel or rule and counted; none of them stops the agent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,12 +12,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, error, info, warn};
 
-use crate::config::Config;
-use crate::message::{self, Answer, AnsweredBy, Notification, Response};
-use crate::present::{Delivery, Dialogs, Presenter, PresenterError};
+use crate::config::{Config, OnError};
+use crate::message::{self, Answer, AnsweredBy, Kind, Notification, Response};
+use crate::present::{Delivery, Dialogs, Presenter};
 use crate::reply::Replier;
+use crate::rules::worker::RulesHandle;
+use crate::rules::{self, Effects, Route, RuleFailure, Verdict};
 use crate::source::Incoming;
 use crate::source::pubsub::{self, PubSubSettings};
 use crate::stats::Stats;
@@ -31,12 +34,22 @@ pub struct RunOptions {
     pub redis_url: String,
 }
 
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Presenter(#[from] crate::present::PresenterError),
+    #[error("rules not loaded:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Rules(Vec<rules::LoadError>),
+}
+
 /// Everything the per-message paths share.
 struct Shared {
     hostname: String,
     presenter: Presenter,
     replier: Replier,
     stats: Arc<Stats>,
+    on_error: OnError,
 }
 
 /// Runs the agent until `shutdown` fires. Returns the counters for the exit summary.
@@ -44,9 +57,10 @@ pub async fn run(
     config: Config,
     options: RunOptions,
     shutdown: CancellationToken,
-) -> Result<Arc<Stats>, PresenterError> {
+) -> Result<Arc<Stats>, StartError> {
     let stats = Arc::new(Stats::default());
     let presenter = Presenter::new(config.presenter.kind)?;
+    let rules = start_rules(&config)?;
     let dialogs = presenter.dialogs();
     let (replier, reply_task) = Replier::spawn(
         options.redis_url.clone(),
@@ -58,6 +72,7 @@ pub async fn run(
         presenter,
         replier,
         stats: stats.clone(),
+        on_error: config.rules.on_error,
     });
 
     let (incoming_tx, mut incoming) = mpsc::channel::<Incoming>(4096);
@@ -81,16 +96,31 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    info!(hostname = %config.agent.hostname, config = %config.path.display(), "herald is running");
+    info!(
+        hostname = %config.agent.hostname,
+        config = %config.path.display(),
+        rules = rules.as_ref().map_or(0, |r| r.names().len()),
+        "herald is running"
+    );
     let limit = config.agent.max_payload_bytes;
+    let mut tick = tokio::time::interval(config.rules.tick);
+    tick.tick().await; // the first tick is immediate; rules tick after a full period
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             msg = incoming.recv() => match msg {
-                Some(msg) => handle(&shared, &questions, msg, limit),
+                Some(msg) => handle(&shared, rules.as_ref(), &questions, msg, limit).await,
                 None => break,
             },
+            _ = tick.tick(), if rules.is_some() => {
+                if let Some(rules) = &rules {
+                    match rules.tick().await {
+                        Ok(t) => apply_effects(&shared, t.effects, &t.failures),
+                        Err(e) => error!(error = %e, "on_tick not run"),
+                    }
+                }
+            }
         }
     }
 
@@ -104,9 +134,21 @@ pub async fn run(
     Ok(stats)
 }
 
-/// One raw message: decode, then show or queue the question.
-fn handle(
+fn start_rules(config: &Config) -> Result<Option<RulesHandle>, StartError> {
+    if config.rules.packs.is_empty() {
+        return Ok(None);
+    }
+    let files = rules::rule_files(&config.rules.packs).map_err(StartError::Rules)?;
+    let handle =
+        RulesHandle::spawn(rules::engine_config(config), files).map_err(StartError::Rules)?;
+    info!(rules = ?handle.names(), "rules loaded");
+    Ok(Some(handle))
+}
+
+/// One raw message: decode, run the rules, then show, ask or answer.
+async fn handle(
     shared: &Shared,
+    rules: Option<&RulesHandle>,
     questions: &mpsc::UnboundedSender<Delivery>,
     msg: Incoming,
     limit: usize,
@@ -120,10 +162,22 @@ fn handle(
             return;
         }
     };
+    let (note, route) = match rules {
+        None => (note, None),
+        Some(rules) => match apply_rules(shared, rules, &msg.channel, note).await {
+            Some(shown) => shown,
+            None => return,
+        },
+    };
     let delivery = Delivery {
         channel: msg.channel,
         note,
     };
+    if route == Some(Route::Silent) {
+        shared.stats.silenced.inc();
+        info!(channel = %delivery.channel, id = %delivery.note.id, "silenced by a rule");
+        return;
+    }
     if delivery.note.is_expired(Timestamp::now()) {
         shared.stats.expired.inc();
         info!(channel = %delivery.channel, id = %delivery.note.id, "expired before it could be shown");
@@ -138,6 +192,69 @@ fn handle(
     } else {
         shared.stats.shown.inc();
         shared.presenter.show(&delivery);
+    }
+}
+
+/// Runs the rules; `Some` when the message is still to be shown.
+async fn apply_rules(
+    shared: &Shared,
+    rules: &RulesHandle,
+    channel: &str,
+    note: Notification,
+) -> Option<(Notification, Option<Route>)> {
+    let processed = match rules.process(channel.to_owned(), note.clone()).await {
+        Ok(p) => p,
+        Err(e) => {
+            shared.stats.rule_errors.inc();
+            error!(error = %e, channel, id = %note.id, "rules not run");
+            return (shared.on_error == OnError::Pass).then_some((note, None));
+        }
+    };
+    apply_effects(shared, processed.effects, &processed.failures);
+    match processed.verdict {
+        Verdict::Show { note, route } => Some((note, route)),
+        Verdict::Drop { rule } => {
+            shared.stats.dropped.inc();
+            debug!(channel, id = %note.id, rule, "dropped by a rule");
+            None
+        }
+        Verdict::Answer {
+            rule,
+            answer: response,
+        } => {
+            answer(shared, &note, response, AnsweredBy::Rule(rule));
+            None
+        }
+    }
+}
+
+/// Logs rule failures and carries out what rules asked for: notifications and publishes.
+fn apply_effects(shared: &Shared, effects: Effects, failures: &[RuleFailure]) {
+    for f in failures {
+        shared.stats.rule_errors.inc();
+        warn!(rule = %f.rule, file = %f.file.display(), error = %f.message, errors = shared.stats.rule_errors.get(), "rule failed");
+    }
+    for n in effects.notices {
+        shared.stats.shown.inc();
+        let delivery = Delivery {
+            channel: format!("rule:{}", n.rule),
+            note: Notification {
+                id: message::new_id(),
+                title: n.title,
+                message: n.message,
+                kind: Kind::Simple,
+                reply_channel: None,
+                priority: n.priority,
+                expires_at: None,
+                extra: serde_json::Map::new(),
+            },
+        };
+        shared.presenter.show(&delivery);
+    }
+    for p in effects.publishes {
+        shared
+            .replier
+            .publish(&p.channel, p.payload, &format!("rule:{}", p.rule));
     }
 }
 

@@ -81,18 +81,23 @@ impl Replier {
             return Queued::AlreadyAnswered;
         }
         let body = serde_json::to_string(response).expect("a response always serialises");
+        self.publish(channel, body, &response.id);
+        Queued::Yes
+    }
+
+    /// Queues any message for `channel` (rules' `ctx.publish`); `label` names it in logs.
+    pub fn publish(&self, channel: &str, body: String, label: &str) {
         self.pending.fetch_add(1, Ordering::SeqCst);
         let job = Job {
             channel: channel.to_owned(),
             body,
-            id: response.id.clone(),
+            id: label.to_owned(),
         };
         if self.tx.send(job).is_err() {
             self.pending.fetch_sub(1, Ordering::SeqCst);
             self.stats.replies_lost.inc();
-            warn!(id = %response.id, channel, "reply publisher has stopped; response lost");
+            warn!(id = label, channel, "publisher has stopped; message lost");
         }
-        Queued::Yes
     }
 }
 

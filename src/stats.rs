@@ -22,6 +22,9 @@ impl Counter {
 pub struct Stats {
     pub received: Counter,
     pub invalid: Counter,
+    pub dropped: Counter,
+    pub silenced: Counter,
+    pub rule_errors: Counter,
     pub shown: Counter,
     pub answered: Counter,
     pub expired: Counter,
@@ -37,6 +40,9 @@ impl Stats {
         let pairs = [
             ("received", &self.received),
             ("invalid", &self.invalid),
+            ("dropped", &self.dropped),
+            ("silenced", &self.silenced),
+            ("rule_errors", &self.rule_errors),
             ("shown", &self.shown),
             ("answered", &self.answered),
             ("expired", &self.expired),

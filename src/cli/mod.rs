@@ -5,6 +5,7 @@
 
 mod check;
 mod publish;
+mod rules;
 mod run;
 
 use std::io::IsTerminal;
@@ -34,6 +35,9 @@ enum Command {
     Check(check::Args),
     /// Publish a notification (and optionally wait for the answers).
     Publish(publish::Args),
+    /// Test rules, or trace one message through them.
+    #[command(subcommand)]
+    Rules(rules::Command),
 }
 
 /// `--config`, shared by the commands that read the agent's file.
@@ -62,6 +66,7 @@ pub fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(args),
         Command::Publish(args) => publish::run(args),
+        Command::Rules(command) => rules::run(command),
     };
     match result {
         Ok(code) => code,

@@ -31,7 +31,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         tokio::spawn(stop_on_signal(shutdown.clone()));
         agent::run(config, RunOptions { redis_url }, shutdown)
             .await
-            .context("cannot start the presenter")
+            .context("herald cannot start")
     })?;
     Ok(ExitCode::SUCCESS)
 }

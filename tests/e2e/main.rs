@@ -8,3 +8,4 @@ mod cli;
 mod publish;
 mod receive;
 mod reconnect;
+mod rules;

@@ -1,0 +1,147 @@
+//! Rules end to end: through Redis, the real binary, stdout and the reply channel.
+
+use serde_json::json;
+
+use crate::util::{Agent, Redis, config, note};
+
+/// An agent on channel `n` with the given rule files (name, source) in one pack.
+fn agent_with_rules(
+    redis: &Redis,
+    rules: &[(&str, &str)],
+    extra: &str,
+) -> (Agent, tempfile::TempDir) {
+    let pack = tempfile::tempdir().unwrap();
+    for (name, src) in rules {
+        std::fs::write(pack.path().join(name), src).unwrap();
+    }
+    let mut cfg = config("ws-r", &[r#"channel = "n""#]);
+    cfg.push_str(&format!("[rules]\npacks = [{:?}]\n{extra}\n", pack.path()));
+    (Agent::start(redis, &cfg), pack)
+}
+
+#[test]
+fn rules_drop_rewrite_and_answer_through_redis() {
+    let redis = Redis::start();
+    let (mut agent, _pack) = agent_with_rules(
+        &redis,
+        &[
+            (
+                "10-drop.luau",
+                r#"return { name = "no-spam", on_message = function(msg) if msg.title:find("spam") then return nil end return msg end }"#,
+            ),
+            (
+                "20-answer.luau",
+                r#"return { name = "auto-ok", on_message = function(msg, ctx) if msg.auto then ctx.answer("OK") end return msg end }"#,
+            ),
+            (
+                "30-rewrite.luau",
+                r#"return { name = "tag", on_message = function(msg) msg.title = "[" .. msg.channel .. "] " .. msg.title; msg.priority = "high"; return msg end }"#,
+            ),
+        ],
+        "",
+    );
+    let mut replies = redis.subscribe("replies:r");
+    redis.publish("n", note("buy spam now", json!({})));
+    redis.publish(
+        "n",
+        note(
+            "restart?",
+            json!({"id": "auto-1", "type": "OKCancel", "auto": true, "reply_channel": "replies:r"}),
+        ),
+    );
+    redis.publish("n", note("hello", json!({})));
+
+    let shown = agent.expect_shown("[n] hello");
+    assert_eq!(shown["priority"], "high");
+    // Messages are handled in order, so the rule's answer to the second was printed before the third.
+    let answered = agent
+        .seen
+        .iter()
+        .find(|l| l.contains(r#""event":"answered""#))
+        .expect("answered line");
+    let answered: serde_json::Value = serde_json::from_str(answered).unwrap();
+    assert_eq!(
+        answered,
+        json!({"event": "answered", "id": "auto-1", "response": "OK", "answered_by": "auto-ok"})
+    );
+    let reply = replies.next_json();
+    assert_eq!(
+        (reply["response"].as_str(), reply["answered_by"].as_str()),
+        (Some("OK"), Some("auto-ok"))
+    );
+    assert_eq!(reply["original_title"], "restart?");
+    assert!(
+        !agent
+            .seen
+            .iter()
+            .any(|l| l.contains("spam") || l.contains(r#""title":"[n] restart?""#)),
+        "{:#?}",
+        agent.seen
+    );
+}
+
+#[test]
+fn a_runaway_rule_is_stopped_logged_and_the_agent_goes_on() {
+    let redis = Redis::start();
+    let (mut agent, _pack) = agent_with_rules(
+        &redis,
+        &[(
+            "loop.luau",
+            r#"return { name = "runaway", on_message = function(msg) if msg.title == "loop" then while true do pcall(function() while true do end end) end end return msg end }"#,
+        )],
+        "budget_ms = 20",
+    );
+    redis.publish("n", note("loop", json!({})));
+    let log = agent.expect_log("rule failed");
+    assert!(
+        log.contains("runaway") && log.contains("20 ms time budget") && log.contains("loop.luau"),
+        "{log}"
+    );
+    // on_error = "pass": the message itself is still shown, and the next one too.
+    agent.expect_shown("loop");
+    redis.publish("n", note("after", json!({})));
+    agent.expect_shown("after");
+}
+
+#[test]
+fn rule_publish_and_notify_reach_redis_and_the_console() {
+    let redis = Redis::start();
+    let (mut agent, _pack) = agent_with_rules(
+        &redis,
+        &[(
+            "fx.luau",
+            r#"return { name = "fx", on_message = function(msg, ctx)
+            ctx.publish("herald:audit", { title = msg.title, host = herald.host.name })
+            ctx.notify({ title = "saw " .. msg.title })
+            return nil
+        end }"#,
+        )],
+        "",
+    );
+    let mut audit = redis.subscribe("herald:audit");
+    redis.publish("n", note("x", json!({})));
+    assert_eq!(audit.next_json(), json!({"title": "x", "host": "ws-r"}));
+    let shown = agent.expect_shown("saw x");
+    assert_eq!(shown["channel"], "rule:fx");
+}
+
+#[test]
+fn a_rule_that_does_not_load_stops_the_start_with_file_and_line() {
+    let redis = Redis::start();
+    let pack = tempfile::tempdir().unwrap();
+    std::fs::write(
+        pack.path().join("bad.luau"),
+        "return {\n  on_message = function(msg)\n    return msg +\n  end\n}\n",
+    )
+    .unwrap();
+    let mut cfg = config("ws", &[r#"channel = "n""#]);
+    cfg.push_str(&format!("[rules]\npacks = [{:?}]\n", pack.path()));
+    let mut agent = Agent::spawn(&redis, &cfg);
+    let status = agent.wait();
+    assert_eq!(status.code(), Some(1));
+    let logs = agent.logs.join("\n");
+    assert!(
+        logs.contains("rules not loaded") && logs.contains("bad.luau:4"),
+        "{logs}"
+    );
+}

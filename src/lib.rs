@@ -3,14 +3,16 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: source → decode → presenter → reply.
+//! Data flows one way: source → decode → rules → presenter → reply.
 //!
-//! - [`cli`]: the `herald` commands (`run`, `check`, `publish`), logging, exit codes.
+//! - [`cli`]: the `herald` commands (`run`, `check`, `publish`, `rules`), logging, exit codes.
 //! - [`config`]: raw TOML types, validation that reports every error with file and line, the
 //!   validated [`config::Config`], and how the Redis URL is found.
 //! - [`source`]: where raw payloads come from; [`source::pubsub`] is the reconnecting session loop.
 //! - [`message`]: the wire protocol: decoding (size cap first) into a [`message::Notification`],
 //!   and the [`message::Response`] sent back.
+//! - [`rules`]: the sandboxed Luau rule engine on its own thread, the `herald` Lua module, rule
+//!   packs and `herald rules test`.
 //! - [`present`]: presenters (console, null) and the one-question-at-a-time dialog half.
 //! - [`reply`]: publishing responses with retry, at most one per notification id.
 //! - [`agent`]: the wiring of `herald run` and its shutdown order.

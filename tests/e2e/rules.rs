@@ -145,3 +145,32 @@ fn a_rule_that_does_not_load_stops_the_start_with_file_and_line() {
         "{logs}"
     );
 }
+
+#[test]
+fn memory_bombs_hit_the_vm_limit_and_rss_stays_bounded() {
+    let redis = Redis::start();
+    let (mut agent, _pack) = agent_with_rules(
+        &redis,
+        &[(
+            "bomb.luau",
+            r#"return { name = "bomb", on_message = function(msg)
+            if msg.title == "bomb" then local t = {} for i = 1, 1000 do t[i] = string.rep("x", 1e6) .. i end end
+            return msg
+        end }"#,
+        )],
+        "memory_mb = 32\nbudget_ms = 1000",
+    );
+    for _ in 0..20 {
+        redis.publish("n", note("bomb", json!({})));
+        let log = agent.expect_log("rule failed");
+        assert!(log.contains("ran out of memory"), "{log}");
+    }
+    redis.publish("n", note("calm", json!({})));
+    agent.expect_shown("calm");
+    let rss = agent.rss_bytes();
+    assert!(
+        rss < 160 << 20,
+        "RSS after 20 memory bombs: {} MiB",
+        rss >> 20
+    );
+}

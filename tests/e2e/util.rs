@@ -185,6 +185,17 @@ impl Agent {
         }
     }
 
+    /// Resident memory of the agent process, in bytes (Linux).
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .expect("VmRSS");
+        let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+        kib * 1024
+    }
+
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("herald.toml")
     }

@@ -79,6 +79,36 @@ impl Priority {
     }
 }
 
+/// Parses a protocol spelling (`"OKCancel"`, `"high"`, `"Dismissed"`) through the type's serde names, so
+/// there is exactly one place that spells each value.
+fn parse_protocol<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(s)).ok()
+}
+
+impl std::str::FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_protocol(s).ok_or_else(|| format!("`{s}` is not a type: use Simple, OK or OKCancel"))
+    }
+}
+
+impl std::str::FromStr for Priority {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_protocol(s)
+            .ok_or_else(|| format!("`{s}` is not a priority: use low, normal, high or critical"))
+    }
+}
+
+impl std::str::FromStr for Answer {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_protocol(s).ok_or_else(|| {
+            format!("`{s}` is not a response: use OK, Cancel, Dismissed, Expired or Undeliverable")
+        })
+    }
+}
+
 /// A decoded, well-formed notification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {

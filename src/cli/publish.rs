@@ -256,13 +256,11 @@ fn summary(counts: &BTreeMap<usize, (Answer, usize)>) -> String {
 }
 
 fn parse_kind(s: &str) -> Result<Kind, String> {
-    serde_json::from_value(Value::String(s.to_owned()))
-        .map_err(|_| format!("`{s}` is not a type: use Simple, OK or OKCancel"))
+    s.parse()
 }
 
 fn parse_priority(s: &str) -> Result<Priority, String> {
-    serde_json::from_value(Value::String(s.to_ascii_lowercase()))
-        .map_err(|_| format!("`{s}` is not a priority: use low, normal, high or critical"))
+    s.to_ascii_lowercase().parse()
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {

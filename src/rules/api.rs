@@ -291,20 +291,21 @@ pub fn make_ctx(lua: &Lua, shared: &SharedRef, rule: &str) -> mlua::Result<Table
             let kind = s.rule()?.kind.ok_or_else(|| {
                 mlua::Error::runtime("ctx.answer: there is no message to answer in on_tick")
             })?;
-            let answer: Answer = serde_json::from_value(serde_json::Value::String(text.clone()))
-                .ok()
-                .filter(|a| kind.offers(*a))
-                .ok_or_else(|| {
-                    mlua::Error::runtime(format!(
-                        "ctx.answer(\"{text}\"): a {} message can be answered {}",
-                        kind.as_str(),
-                        match kind {
-                            Kind::OkCancel => "\"OK\", \"Cancel\" or \"Dismissed\"",
-                            Kind::Ok => "\"OK\" or \"Dismissed\"",
-                            Kind::Simple => "only \"Dismissed\"",
-                        }
-                    ))
-                })?;
+            let answer: Answer =
+                text.parse()
+                    .ok()
+                    .filter(|a| kind.offers(*a))
+                    .ok_or_else(|| {
+                        mlua::Error::runtime(format!(
+                            "ctx.answer(\"{text}\"): a {} message can be answered {}",
+                            kind.as_str(),
+                            match kind {
+                                Kind::OkCancel => "\"OK\", \"Cancel\" or \"Dismissed\"",
+                                Kind::Ok => "\"OK\" or \"Dismissed\"",
+                                Kind::Simple => "only \"Dismissed\"",
+                            }
+                        ))
+                    })?;
             s.answer = Some(answer);
             Ok(())
         })?,
@@ -319,11 +320,9 @@ pub fn make_ctx(lua: &Lua, shared: &SharedRef, rule: &str) -> mlua::Result<Table
             let message: String = t.get::<Option<String>>("message")?.unwrap_or_default();
             let priority = match t.get::<Option<String>>("priority")? {
                 None => Priority::Normal,
-                Some(p) => {
-                    serde_json::from_value(serde_json::Value::String(p.clone())).map_err(|_| {
-                        mlua::Error::runtime(format!("ctx.notify: `{p}` is not a priority"))
-                    })?
-                }
+                Some(p) => p
+                    .parse()
+                    .map_err(|e: String| mlua::Error::runtime(format!("ctx.notify: {e}")))?,
             };
             s.borrow_mut().effects.notices.push(RuleNotice {
                 rule: name.clone(),

@@ -79,14 +79,11 @@ pub fn from_table(
         message: string(t, "message")?.ok_or("msg.message must be a string")?,
         kind: match string(t, "type")? {
             None => Kind::Simple,
-            Some(s) => parse_json_enum(&s)
-                .ok_or(format!("msg.type `{s}` is not Simple, OK or OKCancel"))?,
+            Some(s) => s.parse().map_err(|e| format!("msg.type: {e}"))?,
         },
         priority: match string(t, "priority")? {
             None => Priority::Normal,
-            Some(s) => parse_json_enum(&s).ok_or(format!(
-                "msg.priority `{s}` is not low, normal, high or critical"
-            ))?,
+            Some(s) => s.parse().map_err(|e| format!("msg.priority: {e}"))?,
         },
         reply_channel: string(t, "reply_channel")?.filter(|c| !c.is_empty()),
         expires_at: match string(t, "expires_at")? {
@@ -143,8 +140,4 @@ fn string(t: &Table, key: &str) -> Result<Option<String>, String> {
             other.type_name()
         )),
     }
-}
-
-fn parse_json_enum<T: serde::de::DeserializeOwned>(s: &str) -> Option<T> {
-    serde_json::from_value(serde_json::Value::String(s.to_owned())).ok()
 }

@@ -463,7 +463,9 @@ fn a_rule_cannot_spoil_the_message_shape() {
     ]);
     let p = e.process("c", &note("t"), false);
     assert!(
-        p.failures[0].message.contains("`urgent` is not low"),
+        p.failures[0]
+            .message
+            .contains("msg.priority: `urgent` is not a priority"),
         "{:?}",
         p.failures
     );

@@ -49,7 +49,14 @@ fn rules_drop_rewrite_and_answer_through_redis() {
             json!({"id": "auto-1", "type": "OKCancel", "auto": true, "reply_channel": "replies:r"}),
         ),
     );
-    redis.publish("n", note("hello", json!({})));
+    // Reserved fields in a payload are removed: a publisher cannot fake the channel or silence itself.
+    redis.publish(
+        "n",
+        note(
+            "hello",
+            json!({"channel": "spoofed", "route": "silent", "signed_by": "ops"}),
+        ),
+    );
 
     let shown = agent.expect_shown("[n] hello");
     assert_eq!(shown["priority"], "high");

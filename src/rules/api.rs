@@ -23,7 +23,7 @@ use super::window::Window;
 use crate::message::{Answer, Kind, Priority};
 
 /// What the agent's host looks like to rules (`herald.host`).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HostInfo {
     pub name: String,
     pub os: String,

@@ -30,10 +30,13 @@ pub struct EngineConfig {
     pub host: HostInfo,
 }
 
-/// A compiled rule.
+/// A compiled rule. Cloning shares the compiled functions (and so the rule's upvalue state).
+#[derive(Clone)]
 struct Rule {
     name: String,
     file: PathBuf,
+    /// The text it was compiled from: a reload recompiles only files whose text changed.
+    source: String,
     channels: Option<GlobSet>,
     on_message: Option<Function>,
     on_tick: Option<Function>,
@@ -90,6 +93,43 @@ pub struct Ticked {
     pub failures: Vec<RuleFailure>,
 }
 
+/// What a reload changed, by rule name.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Present before and after, recompiled because the file changed (their state was reset).
+    pub changed: Vec<String>,
+    pub unchanged: usize,
+}
+
+impl ReloadSummary {
+    fn between(before: &[String], after: &[String], recompiled: &[String]) -> Self {
+        let added: Vec<String> = after
+            .iter()
+            .filter(|n| !before.contains(n))
+            .cloned()
+            .collect();
+        let removed = before
+            .iter()
+            .filter(|n| !after.contains(n))
+            .cloned()
+            .collect();
+        let changed: Vec<String> = recompiled
+            .iter()
+            .filter(|n| before.contains(n))
+            .cloned()
+            .collect();
+        let unchanged = after.len() - added.len() - changed.len();
+        ReloadSummary {
+            added,
+            removed,
+            changed,
+            unchanged,
+        }
+    }
+}
+
 /// Why a rule file could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {message}")]
@@ -136,30 +176,95 @@ impl Engine {
             budget,
             config,
         };
-        let mut errors = Vec::new();
-        for file in files {
-            match engine.compile(file) {
-                Ok(rule) if engine.rules.iter().any(|r| r.name == rule.name) => {
-                    errors.push(LoadError {
-                        file: file.display().to_string(),
-                        message: format!(
-                            "a rule named `{}` is already loaded; names must be unique",
-                            rule.name
-                        ),
-                    })
-                }
-                Ok(rule) => engine.rules.push(rule),
-                Err(message) => errors.push(LoadError {
-                    file: file.display().to_string(),
-                    message,
-                }),
+        engine.rules = engine.compile_all(files, &[])?.0;
+        Ok(engine)
+    }
+
+    /// Swaps in a new rule list and settings, recompiling only files whose text changed. Unchanged
+    /// rules keep their state (upvalues, `seen`, `rate`); changed and removed rules lose it. On any
+    /// error nothing changes. A new host identity needs a fresh VM, so then every rule starts afresh.
+    pub fn reload(
+        &mut self,
+        config: EngineConfig,
+        files: &[PathBuf],
+    ) -> Result<ReloadSummary, Vec<LoadError>> {
+        if config.host != self.config.host {
+            let before: Vec<String> = self.rule_names().iter().map(|n| n.to_string()).collect();
+            let fresh = Engine::load(config, files)?;
+            let after: Vec<String> = fresh.rule_names().iter().map(|n| n.to_string()).collect();
+            *self = fresh;
+            return Ok(ReloadSummary::between(&before, &after, &after));
+        }
+        let previous = self.rules.clone();
+        let (rules, summary) = self.compile_all(files, &previous)?;
+        {
+            let mut shared = self.shared.borrow_mut();
+            for name in summary.changed.iter().chain(&summary.removed) {
+                shared.states.remove(name);
             }
+            shared.tz = config.tz.clone();
+            shared.publish_allow = config.publish_allow.clone();
         }
-        if errors.is_empty() {
-            Ok(engine)
-        } else {
-            Err(errors)
+        if let Err(e) = self.lua.set_memory_limit(config.memory_limit) {
+            tracing::warn!(error = %e, "cannot change the rules' memory limit");
         }
+        self.config = config;
+        self.rules = rules;
+        Ok(summary)
+    }
+
+    /// Compiles `files` in order, reusing rules of `previous` whose file text is unchanged.
+    fn compile_all(
+        &self,
+        files: &[PathBuf],
+        previous: &[Rule],
+    ) -> Result<(Vec<Rule>, ReloadSummary), Vec<LoadError>> {
+        let mut rules: Vec<Rule> = Vec::new();
+        let mut errors = Vec::new();
+        let mut recompiled = Vec::new();
+        for file in files {
+            let error = |message: String| LoadError {
+                file: file.display().to_string(),
+                message,
+            };
+            let source = match std::fs::read_to_string(file) {
+                Ok(s) => s,
+                Err(e) => {
+                    errors.push(error(format!("cannot read: {e}")));
+                    continue;
+                }
+            };
+            let rule = match previous
+                .iter()
+                .find(|r| &r.file == file && r.source == source)
+            {
+                Some(same) => same.clone(),
+                None => match self.compile(file, source) {
+                    Ok(rule) => {
+                        recompiled.push(rule.name.clone());
+                        rule
+                    }
+                    Err(message) => {
+                        errors.push(error(message));
+                        continue;
+                    }
+                },
+            };
+            if rules.iter().any(|r| r.name == rule.name) {
+                errors.push(error(format!(
+                    "a rule named `{}` is already loaded; names must be unique",
+                    rule.name
+                )));
+                continue;
+            }
+            rules.push(rule);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let before: Vec<String> = previous.iter().map(|r| r.name.clone()).collect();
+        let after: Vec<String> = rules.iter().map(|r| r.name.clone()).collect();
+        Ok((rules, ReloadSummary::between(&before, &after, &recompiled)))
     }
 
     /// The rule names, in the order they run.
@@ -177,8 +282,7 @@ impl Engine {
         self.shared.borrow_mut().tz = tz;
     }
 
-    fn compile(&mut self, file: &Path) -> Result<Rule, String> {
-        let source = std::fs::read_to_string(file).map_err(|e| format!("cannot read: {e}"))?;
+    fn compile(&self, file: &Path, source: String) -> Result<Rule, String> {
         let env = self.lua.create_table().map_err(|e| e.to_string())?;
         let meta = self.lua.create_table().map_err(|e| e.to_string())?;
         meta.set("__index", self.lua.globals())
@@ -187,7 +291,7 @@ impl Engine {
         env.set_readonly(true); // globals are read-only: rule state lives in locals (upvalues)
         let chunk = self
             .lua
-            .load(source)
+            .load(source.as_str())
             .set_name(format!("@{}", file.display()))
             .set_mode(mlua::chunk::ChunkMode::Text)
             .set_environment(env);
@@ -205,10 +309,16 @@ impl Engine {
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
-        self.rule_from_table(t, default_name, file)
+        self.rule_from_table(t, default_name, file, source)
     }
 
-    fn rule_from_table(&self, t: Table, default_name: String, file: &Path) -> Result<Rule, String> {
+    fn rule_from_table(
+        &self,
+        t: Table,
+        default_name: String,
+        file: &Path,
+        source: String,
+    ) -> Result<Rule, String> {
         for pair in t.pairs::<Value, Value>() {
             let (k, _) = pair.map_err(|e| e.to_string())?;
             let key = k.to_string().unwrap_or_default();
@@ -245,6 +355,7 @@ impl Engine {
         Ok(Rule {
             name,
             file: file.to_owned(),
+            source,
             channels,
             on_message,
             on_tick,

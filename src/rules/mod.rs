@@ -23,7 +23,9 @@ use std::path::{Path, PathBuf};
 
 pub use api::{Effects, HostInfo, RuleNotice, RulePublish};
 pub use convert::Route;
-pub use engine::{Engine, EngineConfig, LoadError, Processed, RuleFailure, Step, Verdict};
+pub use engine::{
+    Engine, EngineConfig, LoadError, Processed, ReloadSummary, RuleFailure, Step, Verdict,
+};
 
 use crate::config::Config;
 

@@ -471,3 +471,85 @@ fn a_rule_cannot_spoil_the_message_shape() {
     );
     assert_eq!(shown(&p).priority, Priority::Normal);
 }
+
+const COUNTER: &str = r#"local n = 0
+return { name = "counter", on_message = function(msg) n += 1; msg.count = n; msg.dup = herald.seen("k", 600); return msg end }"#;
+
+fn count_and_dup(e: &mut Engine) -> (serde_json::Value, serde_json::Value) {
+    let p = e.process("c", &note("t"), false);
+    let n = shown(&p);
+    (n.extra["count"].clone(), n.extra["dup"].clone())
+}
+
+#[test]
+fn reload_keeps_the_state_of_unchanged_rules_and_resets_changed_ones() {
+    let (mut e, dir) = engine(&[
+        COUNTER,
+        r#"return { name = "other", on_message = function(msg) return msg end }"#,
+    ]);
+    let files = || rule_files(&[dir.path().to_owned()]).unwrap();
+    count_and_dup(&mut e);
+    assert_eq!(count_and_dup(&mut e), (2.into(), true.into()));
+
+    // Only the other rule changes: the counter's upvalue and its `seen` memory survive.
+    std::fs::write(
+        dir.path().join("20.luau"),
+        r#"return { name = "other", on_message = function(msg) msg.v = 2; return msg end }"#,
+    )
+    .unwrap();
+    let s = e.reload(config(OnError::Pass), &files()).unwrap();
+    assert_eq!(
+        (s.changed.clone(), s.unchanged),
+        (vec!["other".to_owned()], 1)
+    );
+    assert_eq!(count_and_dup(&mut e), (3.into(), true.into()));
+
+    // The counter's file changes: its state starts afresh.
+    std::fs::write(dir.path().join("10.luau"), format!("{COUNTER}\n-- edited")).unwrap();
+    let s = e.reload(config(OnError::Pass), &files()).unwrap();
+    assert_eq!(s.changed, vec!["counter".to_owned()]);
+    assert_eq!(count_and_dup(&mut e), (1.into(), false.into()));
+}
+
+#[test]
+fn a_failed_reload_changes_nothing() {
+    let (mut e, dir) = engine(&[COUNTER]);
+    count_and_dup(&mut e);
+    std::fs::write(dir.path().join("10.luau"), "return {").unwrap();
+    std::fs::write(
+        dir.path().join("20.luau"),
+        r#"return { name = "new", on_message = function(msg) return nil end }"#,
+    )
+    .unwrap();
+    let errors = e
+        .reload(
+            config(OnError::Pass),
+            &rule_files(&[dir.path().to_owned()]).unwrap(),
+        )
+        .unwrap_err();
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0].to_string().contains("10.luau:1"), "{}", errors[0]);
+    assert_eq!(e.rule_names(), ["counter"]);
+    assert_eq!(count_and_dup(&mut e), (2.into(), true.into()));
+}
+
+#[test]
+fn reload_reports_added_and_removed_rules() {
+    let (mut e, dir) = engine(&[COUNTER]);
+    std::fs::remove_file(dir.path().join("10.luau")).unwrap();
+    std::fs::write(
+        dir.path().join("30.luau"),
+        r#"return { name = "fresh", on_message = function(msg) return msg end }"#,
+    )
+    .unwrap();
+    let s = e
+        .reload(
+            config(OnError::Pass),
+            &rule_files(&[dir.path().to_owned()]).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(
+        (s.added, s.removed),
+        (vec!["fresh".to_owned()], vec!["counter".to_owned()])
+    );
+}

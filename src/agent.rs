@@ -5,16 +5,21 @@
 //! open question is answered `Dismissed`, questions still waiting become `Undeliverable`, and the reply
 //! queue gets a grace period to reach Redis. Per-message failures (bad payloads, failing rules) are
 //! logged with their channel or rule and counted; none of them stops the agent.
+//!
+//! A reload (a saved file, or SIGHUP) builds the whole next generation first — config parsed and
+//! validated, every changed rule compiled — and swaps only when all of it succeeded; otherwise the
+//! running generation stays and the user is told once per failed attempt.
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::config::{Config, OnError};
+use crate::config::watch::ConfigWatcher;
+use crate::config::{self, Config, OnError};
 use crate::message::{self, Answer, AnsweredBy, Kind, Notification, Response};
 use crate::present::{Delivery, Dialogs, Presenter};
 use crate::reply::Replier;
@@ -28,10 +33,10 @@ use crate::stats::Stats;
 const REPLY_GRACE: Duration = Duration::from_secs(3);
 
 /// What `herald run` was told besides the config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct RunOptions {
-    /// The Redis URL, already resolved (`--url` > env > config > default).
-    pub redis_url: String,
+    /// `--url`, which wins over the environment and every config generation.
+    pub url_flag: Option<String>,
 }
 
 /// Why the agent could not start.
@@ -45,11 +50,20 @@ pub enum StartError {
 
 /// Everything the per-message paths share.
 struct Shared {
-    hostname: String,
     presenter: Presenter,
     replier: Replier,
     stats: Arc<Stats>,
-    on_error: OnError,
+    /// The current generation's config.
+    config: RwLock<Arc<Config>>,
+}
+
+impl Shared {
+    fn config(&self) -> Arc<Config> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
 }
 
 /// Runs the agent until `shutdown` fires. Returns the counters for the exit summary.
@@ -62,32 +76,38 @@ pub async fn run(
     let presenter = Presenter::new(config.presenter.kind)?;
     let rules = start_rules(&config)?;
     let dialogs = presenter.dialogs();
-    let (replier, reply_task) = Replier::spawn(
-        options.redis_url.clone(),
-        config.redis.max_backoff,
-        stats.clone(),
-    );
-    let shared = Arc::new(Shared {
-        hostname: config.agent.hostname.clone(),
-        presenter,
-        replier,
-        stats: stats.clone(),
-        on_error: config.rules.on_error,
-    });
-
+    let url = config::resolve_redis_url(options.url_flag.as_deref(), Some(&config));
+    let (url_tx, url_rx) = watch::channel(url.clone());
+    let (replier, reply_task) = Replier::spawn(url_rx, config.redis.max_backoff, stats.clone());
+    let (source_tx, source_rx) = watch::channel(source_settings(&config, url));
     let (incoming_tx, mut incoming) = mpsc::channel::<Incoming>(4096);
-    let settings = PubSubSettings {
-        url: options.redis_url.clone(),
-        subscriptions: config.subscriptions.clone(),
-        max_backoff: config.redis.max_backoff,
-        ping_interval: config.redis.ping_interval,
-        connect_timeout: config.redis.connect_timeout,
-    };
     let source = {
         let stats = stats.clone();
         let shutdown = shutdown.clone();
-        tokio::spawn(async move { pubsub::run(settings, incoming_tx, &stats, shutdown).await })
+        tokio::spawn(async move { pubsub::run(source_rx, incoming_tx, &stats, shutdown).await })
     };
+    let (reload_tx, mut reload_rx) = mpsc::unbounded_channel();
+    let watcher = match ConfigWatcher::start(&config, reload_tx.clone()) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            warn!(error = %e, "cannot watch the config for changes; SIGHUP still reloads");
+            None
+        }
+    };
+    spawn_sighup(reload_tx, shutdown.clone());
+    let mut tick = tick_interval(config.rules.tick).await;
+    info!(
+        hostname = %config.agent.hostname,
+        config = %config.path.display(),
+        rules = rules.as_ref().map_or(0, |r| r.names().len()),
+        "herald is running"
+    );
+    let shared = Arc::new(Shared {
+        presenter,
+        replier,
+        stats: stats.clone(),
+        config: RwLock::new(Arc::new(config)),
+    });
     let (questions, question_rx) = mpsc::unbounded_channel();
     let worker = tokio::spawn(dialog_worker(
         dialogs,
@@ -95,26 +115,32 @@ pub async fn run(
         shared.clone(),
         shutdown.clone(),
     ));
+    let mut agent = Agent {
+        shared: shared.clone(),
+        rules,
+        generation: 1,
+        options,
+        source_tx,
+        url_tx,
+        watcher,
+    };
 
-    info!(
-        hostname = %config.agent.hostname,
-        config = %config.path.display(),
-        rules = rules.as_ref().map_or(0, |r| r.names().len()),
-        "herald is running"
-    );
-    let limit = config.agent.max_payload_bytes;
-    let mut tick = tokio::time::interval(config.rules.tick);
-    tick.tick().await; // the first tick is immediate; rules tick after a full period
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            Some(()) = reload_rx.recv() => {
+                while reload_rx.try_recv().is_ok() {} // one reload for a burst of triggers
+                if let Some(period) = agent.reload().await {
+                    tick = tick_interval(period).await;
+                }
+            }
             msg = incoming.recv() => match msg {
-                Some(msg) => handle(&shared, rules.as_ref(), &questions, msg, limit).await,
+                Some(msg) => handle(&shared, agent.rules.as_ref(), &questions, msg).await,
                 None => break,
             },
-            _ = tick.tick(), if rules.is_some() => {
-                if let Some(rules) = &rules {
+            _ = tick.tick(), if agent.rules.is_some() => {
+                if let Some(rules) = &agent.rules {
                     match rules.tick().await {
                         Ok(t) => apply_effects(&shared, t.effects, &t.failures),
                         Err(e) => error!(error = %e, "on_tick not run"),
@@ -126,12 +152,192 @@ pub async fn run(
 
     info!("shutting down");
     drop(questions);
+    drop(agent);
     let _ = source.await;
     let _ = worker.await;
     drop(shared);
     reply_task.drain(REPLY_GRACE, &stats).await;
     info!(summary = %stats.summary(), "stopped");
     Ok(stats)
+}
+
+/// The state a reload replaces.
+struct Agent {
+    shared: Arc<Shared>,
+    rules: Option<RulesHandle>,
+    generation: u64,
+    options: RunOptions,
+    source_tx: watch::Sender<PubSubSettings>,
+    url_tx: watch::Sender<String>,
+    watcher: Option<ConfigWatcher>,
+}
+
+impl Agent {
+    /// Builds the next generation and swaps it in, or keeps the current one and says why. Returns
+    /// the new tick period when it changed.
+    async fn reload(&mut self) -> Option<Duration> {
+        let started = Instant::now();
+        let old = self.shared.config();
+        let next = match Config::load(&old.path) {
+            Ok(next) => next,
+            Err(errors) => return self.reload_failed("config not reloaded", &errors.to_string()),
+        };
+        let url = config::resolve_redis_url(self.options.url_flag.as_deref(), Some(&next));
+        if let Err(e) = config::check_redis_url(&url) {
+            return self.reload_failed("config not reloaded", &e);
+        }
+        let rules_summary = match self.reload_rules(&next).await {
+            Ok(summary) => summary,
+            Err(errors) => {
+                let text = errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                return self.reload_failed("rules not reloaded", &text);
+            }
+        };
+        // Everything compiled: swap.
+        if next.presenter.kind != old.presenter.kind {
+            self.notice("Herald: presenter.kind changed; restart herald to switch presenters");
+        }
+        let added = next
+            .subscriptions
+            .iter()
+            .filter(|s| !old.subscriptions.contains(s))
+            .count();
+        let removed = old
+            .subscriptions
+            .iter()
+            .filter(|s| !next.subscriptions.contains(s))
+            .count();
+        self.source_tx.send_if_modified(|current| {
+            let settings = source_settings(&next, url.clone());
+            let changed = *current != settings;
+            *current = settings;
+            changed
+        });
+        self.url_tx.send_if_modified(|current| {
+            let changed = *current != url;
+            *current = url.clone();
+            changed
+        });
+        if let Some(watcher) = &mut self.watcher {
+            watcher.follow(&next);
+        }
+        let tick = (next.rules.tick != old.rules.tick).then_some(next.rules.tick);
+        *self
+            .shared
+            .config
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Arc::new(next);
+        self.generation += 1;
+        self.shared.stats.reloads.inc();
+        let r = rules_summary.unwrap_or_default();
+        info!(
+            generation = self.generation,
+            channels_added = added,
+            channels_removed = removed,
+            rules_added = r.added.len(),
+            rules_removed = r.removed.len(),
+            rules_changed = r.changed.len(),
+            took_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "reloaded"
+        );
+        tick
+    }
+
+    /// Reloads, starts or stops the rules thread for `next`. `Ok(None)` when there are no rules.
+    async fn reload_rules(
+        &mut self,
+        next: &Config,
+    ) -> Result<Option<rules::ReloadSummary>, Vec<rules::LoadError>> {
+        if next.rules.packs.is_empty() {
+            let removed = self
+                .rules
+                .take()
+                .map(|r| r.names().to_vec())
+                .unwrap_or_default();
+            return Ok(Some(rules::ReloadSummary {
+                removed,
+                ..Default::default()
+            }));
+        }
+        let files = rules::rule_files(&next.rules.packs)?;
+        match &mut self.rules {
+            Some(handle) => handle
+                .reload(rules::engine_config(next), files)
+                .await
+                .map(Some),
+            None => {
+                let handle = RulesHandle::spawn(rules::engine_config(next), files)?;
+                let added = handle.names().to_vec();
+                self.rules = Some(handle);
+                Ok(Some(rules::ReloadSummary {
+                    added,
+                    ..Default::default()
+                }))
+            }
+        }
+    }
+
+    /// Keeps the running generation; logs the whole error, tells the user once, counts it.
+    fn reload_failed(&self, what: &str, errors: &str) -> Option<Duration> {
+        self.shared.stats.reload_failures.inc();
+        error!(
+            generation = self.generation,
+            failures = self.shared.stats.reload_failures.get(),
+            "{what}; the previous config and rules stay in effect:\n{errors}"
+        );
+        let first = errors
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or(errors)
+            .trim();
+        self.notice(&format!("Herald: {what}: {first}"));
+        None
+    }
+
+    fn notice(&self, text: &str) {
+        self.shared.presenter.notice(text);
+    }
+}
+
+fn source_settings(config: &Config, url: String) -> PubSubSettings {
+    PubSubSettings {
+        url,
+        subscriptions: config.subscriptions.clone(),
+        max_backoff: config.redis.max_backoff,
+        ping_interval: config.redis.ping_interval,
+        connect_timeout: config.redis.connect_timeout,
+    }
+}
+
+/// A tick timer whose first tick comes after a full period.
+async fn tick_interval(period: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    tick
+}
+
+/// SIGHUP asks for a reload, as it does for most daemons.
+fn spawn_sighup(reload: mpsc::UnboundedSender<()>, shutdown: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        warn!("cannot listen for SIGHUP");
+        return;
+    };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                Some(()) = hup.recv() => {
+                    info!("SIGHUP: reloading");
+                    let _ = reload.send(());
+                }
+            }
+        }
+    });
 }
 
 fn start_rules(config: &Config) -> Result<Option<RulesHandle>, StartError> {
@@ -151,9 +357,9 @@ async fn handle(
     rules: Option<&RulesHandle>,
     questions: &mpsc::UnboundedSender<Delivery>,
     msg: Incoming,
-    limit: usize,
 ) {
     shared.stats.received.inc();
+    let limit = shared.config().agent.max_payload_bytes;
     let note = match message::decode(&msg.payload, limit, message::new_id) {
         Ok(note) => note,
         Err(e) => {
@@ -207,7 +413,7 @@ async fn apply_rules(
         Err(e) => {
             shared.stats.rule_errors.inc();
             error!(error = %e, channel, id = %note.id, "rules not run");
-            return (shared.on_error == OnError::Pass).then_some((note, None));
+            return (shared.config().rules.on_error == OnError::Pass).then_some((note, None));
         }
     };
     apply_effects(shared, processed.effects, &processed.failures);
@@ -301,7 +507,7 @@ fn answer(shared: &Shared, note: &Notification, response: Answer, by: AnsweredBy
     shared.presenter.answered(note, response, &by);
     info!(id = %note.id, response = response.as_str(), answered_by = by.as_str(), "answered");
     if let Some(channel) = &note.reply_channel {
-        let reply = Response::new(&shared.hostname, note, response, by);
+        let reply = Response::new(&shared.config().agent.hostname, note, response, by);
         shared.replier.send(channel, &reply);
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use lru::LruCache;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
@@ -47,8 +47,12 @@ pub enum Queued {
 }
 
 impl Replier {
-    /// Starts the publishing task against `url`.
-    pub fn spawn(url: String, max_backoff: Duration, stats: Arc<Stats>) -> (Replier, ReplyTask) {
+    /// Starts the publishing task against the URL `url` holds (a reload may change it).
+    pub fn spawn(
+        url: watch::Receiver<String>,
+        max_backoff: Duration,
+        stats: Arc<Stats>,
+    ) -> (Replier, ReplyTask) {
         let (tx, rx) = mpsc::unbounded_channel();
         let pending = Arc::new(AtomicUsize::new(0));
         let task = tokio::spawn(publish_loop(
@@ -127,13 +131,13 @@ impl ReplyTask {
 }
 
 async fn publish_loop(
-    url: String,
+    url: watch::Receiver<String>,
     max_backoff: Duration,
     mut rx: mpsc::UnboundedReceiver<Job>,
     pending: Arc<AtomicUsize>,
     stats: Arc<Stats>,
 ) {
-    let mut conn: Option<MultiplexedConnection> = None;
+    let mut conn: Option<(String, MultiplexedConnection)> = None;
     while let Some(job) = rx.recv().await {
         let mut backoff = ExponentialBuilder::new()
             .with_min_delay(Duration::from_millis(100))
@@ -142,6 +146,7 @@ async fn publish_loop(
             .without_max_times()
             .build();
         loop {
+            let url = url.borrow().clone();
             match publish(&url, &mut conn, &job).await {
                 Ok(receivers) => {
                     stats.replies_sent.inc();
@@ -162,16 +167,23 @@ async fn publish_loop(
     info!("reply queue drained");
 }
 
+/// Publishes one job, (re)connecting first when there is no connection to `url`.
 async fn publish(
     url: &str,
-    conn: &mut Option<MultiplexedConnection>,
+    conn: &mut Option<(String, MultiplexedConnection)>,
     job: &Job,
 ) -> redis::RedisResult<u64> {
-    if conn.is_none() {
+    if conn
+        .as_ref()
+        .is_none_or(|(connected_to, _)| connected_to != url)
+    {
         let client = redis::Client::open(url)?;
-        *conn = Some(client.get_multiplexed_async_connection().await?);
+        *conn = Some((
+            url.to_owned(),
+            client.get_multiplexed_async_connection().await?,
+        ));
     }
-    let conn = conn.as_mut().expect("connected above");
+    let (_, conn) = conn.as_mut().expect("connected above");
     redis::cmd("PUBLISH")
         .arg(&job.channel)
         .arg(&job.body)

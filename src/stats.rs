@@ -32,6 +32,8 @@ pub struct Stats {
     pub replies_refused: Counter,
     pub replies_lost: Counter,
     pub outages: Counter,
+    pub reloads: Counter,
+    pub reload_failures: Counter,
 }
 
 impl Stats {
@@ -50,6 +52,8 @@ impl Stats {
             ("replies_refused", &self.replies_refused),
             ("replies_lost", &self.replies_lost),
             ("outages", &self.outages),
+            ("reloads", &self.reloads),
+            ("reload_failures", &self.reload_failures),
         ];
         pairs
             .iter()

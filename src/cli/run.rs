@@ -29,7 +29,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        agent::run(config, RunOptions { redis_url }, shutdown)
+        let options = RunOptions { url_flag: args.url };
+        agent::run(config, options, shutdown)
             .await
             .context("herald cannot start")
     })?;

@@ -9,6 +9,7 @@ mod check;
 pub mod error;
 mod raw;
 mod rules;
+pub mod watch;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

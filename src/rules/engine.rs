@@ -101,6 +101,8 @@ pub struct ReloadSummary {
     /// Present before and after, recompiled because the file changed (their state was reset).
     pub changed: Vec<String>,
     pub unchanged: usize,
+    /// Every rule after the reload, in the order they run.
+    pub rules: Vec<String>,
 }
 
 impl ReloadSummary {
@@ -126,6 +128,7 @@ impl ReloadSummary {
             removed,
             changed,
             unchanged,
+            rules: after.to_vec(),
         }
     }
 }
@@ -455,6 +458,10 @@ impl Engine {
             };
             match result {
                 Err(e) => {
+                    if is_memory_error(&e) {
+                        // Free what the failed rule left behind before the next rule needs memory.
+                        let _ = self.lua.gc_collect();
+                    }
                     let failure = self.failure(&name, &file, lua_message(&e));
                     if trace {
                         out.trace
@@ -626,6 +633,14 @@ fn over_budget(budget: &Budget) -> mlua::Error {
         "rule ran out of its {} ms time budget",
         budget.limit_ms.get()
     ))
+}
+
+fn is_memory_error(e: &mlua::Error) -> bool {
+    match e {
+        mlua::Error::MemoryError(_) => true,
+        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
+        _ => false,
+    }
 }
 
 /// The first line of a Lua error, which carries `file:line:` for runtime and syntax errors.

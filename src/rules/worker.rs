@@ -6,7 +6,7 @@ use std::sync::mpsc as std_mpsc;
 
 use tokio::sync::oneshot;
 
-use super::engine::{Engine, EngineConfig, LoadError, Processed, Ticked};
+use super::engine::{Engine, EngineConfig, LoadError, Processed, ReloadSummary, Ticked};
 use crate::message::Notification;
 
 enum Job {
@@ -17,6 +17,11 @@ enum Job {
     },
     Tick {
         reply: oneshot::Sender<Ticked>,
+    },
+    Reload {
+        config: Box<EngineConfig>,
+        files: Vec<PathBuf>,
+        reply: oneshot::Sender<Result<ReloadSummary, Vec<LoadError>>>,
     },
 }
 
@@ -66,6 +71,13 @@ impl RulesHandle {
                         Job::Tick { reply } => {
                             let _ = reply.send(engine.tick());
                         }
+                        Job::Reload {
+                            config,
+                            files,
+                            reply,
+                        } => {
+                            let _ = reply.send(engine.reload(*config, &files));
+                        }
                     }
                 }
             });
@@ -98,6 +110,31 @@ impl RulesHandle {
             })
             .map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
+    }
+
+    /// Swaps in new rules between two messages; on error the old rules stay.
+    pub async fn reload(
+        &mut self,
+        config: EngineConfig,
+        files: Vec<PathBuf>,
+    ) -> Result<ReloadSummary, Vec<LoadError>> {
+        let (reply, rx) = oneshot::channel();
+        let stopped = || {
+            vec![LoadError {
+                file: "<rules thread>".into(),
+                message: Stopped.to_string(),
+            }]
+        };
+        self.jobs
+            .send(Job::Reload {
+                config: Box::new(config),
+                files,
+                reply,
+            })
+            .map_err(|_| stopped())?;
+        let summary = rx.await.map_err(|_| stopped())??;
+        self.names = summary.rules.clone();
+        Ok(summary)
     }
 
     /// Runs every `on_tick`.

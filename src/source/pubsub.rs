@@ -5,13 +5,17 @@
 //! after seconds. Owning the loop here makes the policy ours: exponential backoff from 100 ms up to
 //! `max_backoff`, reset only after a session that proved healthy (subscribed and answered a PING), and
 //! a periodic PING so a half-open TCP connection is noticed instead of waiting silently forever.
+//!
+//! Settings arrive through a `watch` channel, so a config reload reaches a live session: added
+//! channels and patterns are subscribed and removed ones unsubscribed on the same connection (messages
+//! on the others keep flowing); a new URL ends the session and the next one connects there at once.
 
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures_util::StreamExt;
 use redis::aio::{PubSubSink, PubSubStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
@@ -20,7 +24,7 @@ use crate::config::Subscription;
 use crate::stats::Stats;
 
 /// What one pub/sub source needs to know.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PubSubSettings {
     pub url: String,
     pub subscriptions: Vec<Subscription>,
@@ -40,37 +44,45 @@ enum SessionEnd {
         reason: String,
         healthy: bool,
     },
+    /// The URL changed: connect to the new server now.
+    Moved,
 }
 
 /// Runs sessions until `shutdown` fires. Messages go to `out`; when `out` is closed, it stops too.
 pub async fn run(
-    settings: PubSubSettings,
+    mut settings: watch::Receiver<PubSubSettings>,
     out: mpsc::Sender<Incoming>,
     stats: &Stats,
     shutdown: CancellationToken,
 ) {
-    let new_backoff = || {
+    let new_backoff = |max: Duration| {
         ExponentialBuilder::new()
             .with_min_delay(Duration::from_millis(100))
-            .with_max_delay(settings.max_backoff.max(Duration::from_millis(100)))
+            .with_max_delay(max.max(Duration::from_millis(100)))
             .with_factor(2.0)
             .with_jitter()
             .without_max_times()
             .build()
     };
-    let mut backoff = new_backoff();
+    let mut backoff = new_backoff(settings.borrow().max_backoff);
     let mut outage: Option<Outage> = None;
     loop {
-        let end = session(&settings, &out, &mut outage, &shutdown).await;
+        let current = settings.borrow_and_update().clone();
+        let end = session(current.clone(), &mut settings, &out, &mut outage, &shutdown).await;
         let reason = match end {
             SessionEnd::Shutdown => return,
+            SessionEnd::Moved => {
+                info!(url = %redacted(&settings.borrow().url), "Redis URL changed; moving");
+                backoff = new_backoff(settings.borrow().max_backoff);
+                continue;
+            }
             SessionEnd::Failed(reason) => reason,
             SessionEnd::Lost { reason, healthy } => {
                 if healthy {
-                    backoff = new_backoff();
+                    backoff = new_backoff(current.max_backoff);
                 }
                 stats.outages.inc();
-                warn!(url = %redacted(&settings.url), %reason, outages = stats.outages.get(), "lost the Redis connection");
+                warn!(url = %redacted(&current.url), %reason, outages = stats.outages.get(), "lost the Redis connection");
                 outage = Some(Outage::new());
                 reason
             }
@@ -80,9 +92,9 @@ pub async fn run(
             Outage::new()
         });
         outage.attempts += 1;
-        let delay = backoff.next().unwrap_or(settings.max_backoff);
+        let delay = backoff.next().unwrap_or(current.max_backoff);
         warn!(
-            url = %redacted(&settings.url),
+            url = %redacted(&current.url),
             %reason,
             attempt = outage.attempts,
             retry_in_ms = delay.as_millis() as u64,
@@ -91,6 +103,8 @@ pub async fn run(
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
+            // A reload during an outage (say, a corrected URL) is tried at once.
+            Ok(()) = settings.changed() => {}
         }
     }
 }
@@ -111,20 +125,21 @@ impl Outage {
 }
 
 async fn session(
-    settings: &PubSubSettings,
+    mut current: PubSubSettings,
+    updates: &mut watch::Receiver<PubSubSettings>,
     out: &mpsc::Sender<Incoming>,
     outage: &mut Option<Outage>,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
     let connected = tokio::select! {
         _ = shutdown.cancelled() => return SessionEnd::Shutdown,
-        r = connect_and_subscribe(settings) => r,
+        r = connect_and_subscribe(&current) => r,
     };
     let (mut sink, mut stream) = match connected {
         Ok(parts) => parts,
         Err(reason) => return SessionEnd::Failed(reason),
     };
-    let (channels, patterns) = count(&settings.subscriptions);
+    let (channels, patterns) = count(&current.subscriptions);
     match outage.take() {
         Some(o) => info!(
             channels,
@@ -133,10 +148,10 @@ async fn session(
             attempts = o.attempts,
             "reconnected to Redis and resubscribed"
         ),
-        None => info!(channels, patterns, url = %redacted(&settings.url), "subscribed"),
+        None => info!(channels, patterns, url = %redacted(&current.url), "subscribed"),
     }
     let mut healthy = false;
-    let mut ping = tokio::time::interval(settings.ping_interval);
+    let mut ping = tokio::time::interval(current.ping_interval);
     ping.tick().await; // the first tick is immediate; the subscription just proved the link
     loop {
         tokio::select! {
@@ -154,7 +169,7 @@ async fn session(
                 }
             }
             _ = ping.tick() => {
-                let timeout = settings.ping_interval.min(Duration::from_secs(5));
+                let timeout = current.ping_interval.min(Duration::from_secs(5));
                 match tokio::time::timeout(timeout, sink.ping::<redis::Value>()).await {
                     Ok(Ok(_)) => { healthy = true; debug!("PING ok"); }
                     Ok(Err(e)) => return SessionEnd::Lost { reason: format!("PING failed: {e}"), healthy },
@@ -164,8 +179,53 @@ async fn session(
                     },
                 }
             }
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    return SessionEnd::Shutdown;
+                }
+                let next = updates.borrow_and_update().clone();
+                if next.url != current.url {
+                    return SessionEnd::Moved;
+                }
+                if let Err(e) = resubscribe(&mut sink, &current.subscriptions, &next.subscriptions).await {
+                    return SessionEnd::Lost { reason: format!("changing subscriptions failed: {e}"), healthy };
+                }
+                if next.ping_interval != current.ping_interval {
+                    ping = tokio::time::interval(next.ping_interval);
+                    ping.tick().await;
+                }
+                current = next;
+            }
         }
     }
+}
+
+/// Applies the difference between two subscription lists to a live connection.
+async fn resubscribe(
+    sink: &mut PubSubSink,
+    old: &[Subscription],
+    new: &[Subscription],
+) -> redis::RedisResult<()> {
+    let added: Vec<Subscription> = new.iter().filter(|s| !old.contains(s)).cloned().collect();
+    let removed: Vec<Subscription> = old.iter().filter(|s| !new.contains(s)).cloned().collect();
+    let (add_c, add_p) = (names(&added, false), names(&added, true));
+    let (del_c, del_p) = (names(&removed, false), names(&removed, true));
+    if !add_c.is_empty() {
+        sink.subscribe(&add_c).await?;
+    }
+    if !add_p.is_empty() {
+        sink.psubscribe(&add_p).await?;
+    }
+    if !del_c.is_empty() {
+        sink.unsubscribe(&del_c).await?;
+    }
+    if !del_p.is_empty() {
+        sink.punsubscribe(&del_p).await?;
+    }
+    if !added.is_empty() || !removed.is_empty() {
+        info!(added = ?names_of(&added), removed = ?names_of(&removed), "subscriptions changed");
+    }
+    Ok(())
 }
 
 async fn connect_and_subscribe(
@@ -174,14 +234,7 @@ async fn connect_and_subscribe(
     let client = redis::Client::open(settings.url.as_str()).map_err(|e| e.to_string())?;
     let connect = async {
         let (mut sink, stream) = client.get_async_pubsub().await?.split();
-        let channels: Vec<&str> = names(&settings.subscriptions, false);
-        let patterns: Vec<&str> = names(&settings.subscriptions, true);
-        if !channels.is_empty() {
-            sink.subscribe(&channels).await?;
-        }
-        if !patterns.is_empty() {
-            sink.psubscribe(&patterns).await?;
-        }
+        resubscribe(&mut sink, &[], &settings.subscriptions).await?;
         Ok::<_, redis::RedisError>((sink, stream))
     };
     match tokio::time::timeout(settings.connect_timeout, connect).await {
@@ -199,6 +252,10 @@ fn names(subs: &[Subscription], patterns: bool) -> Vec<&str> {
         .filter(|s| matches!(s, Subscription::Pattern(_)) == patterns)
         .map(Subscription::name)
         .collect()
+}
+
+fn names_of(subs: &[Subscription]) -> Vec<String> {
+    subs.iter().map(ToString::to_string).collect()
 }
 
 fn count(subs: &[Subscription]) -> (usize, usize) {

@@ -180,21 +180,20 @@ impl Agent {
         let old = self.shared.config();
         let next = match Config::load(&old.path) {
             Ok(next) => next,
-            Err(errors) => return self.reload_failed("config not reloaded", &errors.to_string()),
+            Err(errors) => {
+                let lines = errors.0.iter().map(ToString::to_string).collect();
+                return self.reload_failed("config not reloaded", lines);
+            }
         };
         let url = config::resolve_redis_url(self.options.url_flag.as_deref(), Some(&next));
         if let Err(e) = config::check_redis_url(&url) {
-            return self.reload_failed("config not reloaded", &e);
+            return self.reload_failed("config not reloaded", vec![e]);
         }
         let rules_summary = match self.reload_rules(&next).await {
             Ok(summary) => summary,
             Err(errors) => {
-                let text = errors
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                return self.reload_failed("rules not reloaded", &text);
+                let lines = errors.iter().map(ToString::to_string).collect();
+                return self.reload_failed("rules not reloaded", lines);
             }
         };
         // Everything compiled: swap.
@@ -281,20 +280,21 @@ impl Agent {
         }
     }
 
-    /// Keeps the running generation; logs the whole error, tells the user once, counts it.
-    fn reload_failed(&self, what: &str, errors: &str) -> Option<Duration> {
+    /// Keeps the running generation; logs every error, tells the user once (the first error), counts.
+    fn reload_failed(&self, what: &str, errors: Vec<String>) -> Option<Duration> {
         self.shared.stats.reload_failures.inc();
         error!(
-            generation = self.generation,
+            kept = self.generation,
             failures = self.shared.stats.reload_failures.get(),
-            "{what}; the previous config and rules stay in effect:\n{errors}"
+            "{what}; the previous config and rules stay in effect:\n  {}",
+            errors.join("\n  ")
         );
-        let first = errors
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or(errors)
-            .trim();
-        self.notice(&format!("Herald: {what}: {first}"));
+        let more = match errors.len() {
+            0 | 1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        let first = errors.first().map_or("", String::as_str);
+        self.notice(&format!("Herald: {what}: {first}{more}"));
         None
     }
 

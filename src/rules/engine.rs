@@ -135,7 +135,7 @@ impl ReloadSummary {
 
 /// Why a rule file could not be loaded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}: {message}")]
+#[error("{}", if message.starts_with(file.as_str()) { message.clone() } else { format!("{file}: {message}") })]
 pub struct LoadError {
     pub file: String,
     pub message: String,

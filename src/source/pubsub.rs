@@ -190,6 +190,11 @@ async fn session(
                 if let Err(e) = resubscribe(&mut sink, &current.subscriptions, &next.subscriptions).await {
                     return SessionEnd::Lost { reason: format!("changing subscriptions failed: {e}"), healthy };
                 }
+                if next.subscriptions != current.subscriptions {
+                    let added: Vec<_> = next.subscriptions.iter().filter(|s| !current.subscriptions.contains(s)).collect();
+                    let removed: Vec<_> = current.subscriptions.iter().filter(|s| !next.subscriptions.contains(s)).collect();
+                    info!(added = ?names_of(&added), removed = ?names_of(&removed), "subscriptions changed");
+                }
                 if next.ping_interval != current.ping_interval {
                     ping = tokio::time::interval(next.ping_interval);
                     ping.tick().await;
@@ -222,9 +227,6 @@ async fn resubscribe(
     if !del_p.is_empty() {
         sink.punsubscribe(&del_p).await?;
     }
-    if !added.is_empty() || !removed.is_empty() {
-        info!(added = ?names_of(&added), removed = ?names_of(&removed), "subscriptions changed");
-    }
     Ok(())
 }
 
@@ -254,7 +256,7 @@ fn names(subs: &[Subscription], patterns: bool) -> Vec<&str> {
         .collect()
 }
 
-fn names_of(subs: &[Subscription]) -> Vec<String> {
+fn names_of(subs: &[&Subscription]) -> Vec<String> {
     subs.iter().map(ToString::to_string).collect()
 }
 

@@ -8,4 +8,5 @@ mod cli;
 mod publish;
 mod receive;
 mod reconnect;
+mod reload;
 mod rules;

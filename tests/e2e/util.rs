@@ -162,13 +162,20 @@ impl Agent {
 
     /// Starts `herald run` without waiting for anything.
     pub fn spawn(redis: &Redis, config: &str) -> Agent {
+        Agent::spawn_with_url(Some(&redis.url()), config)
+    }
+
+    /// Starts `herald run` with `--url` when given, else with the config's own `[redis] url`.
+    pub fn spawn_with_url(url: Option<&str>, config: &str) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.toml");
         std::fs::write(&path, config).unwrap();
-        let mut child = herald(dir.path())
-            .args(["run", "--config"])
-            .arg(&path)
-            .args(["--url", &redis.url()])
+        let mut cmd = herald(dir.path());
+        cmd.args(["run", "--config"]).arg(&path);
+        if let Some(url) = url {
+            cmd.args(["--url", url]);
+        }
+        let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -185,6 +192,10 @@ impl Agent {
         }
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Resident memory of the agent process, in bytes (Linux).
     pub fn rss_bytes(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
@@ -198,6 +209,11 @@ impl Agent {
 
     pub fn config_path(&self) -> PathBuf {
         self.dir.path().join("herald.toml")
+    }
+
+    /// Saves a new config the way an editor does: in place, or written aside and renamed over.
+    pub fn save_config(&self, text: &str, how: Save) {
+        save(&self.config_path(), text, how);
     }
 
     /// The next stdout line for which `pred` holds (earlier lines are kept in `seen`).
@@ -249,6 +265,11 @@ impl Agent {
         }
     }
 
+    /// Waits for the log line of a successful reload to `generation`.
+    pub fn expect_reload(&mut self, generation: u64) -> String {
+        self.expect_log(&format!("reloaded generation={generation} "))
+    }
+
     /// Types `line` at the agent's stdin.
     pub fn answer(&mut self, line: &str) {
         let stdin = self.stdin.as_mut().expect("stdin still open");
@@ -281,6 +302,26 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// How an editor saves a file.
+#[derive(Debug, Clone, Copy)]
+pub enum Save {
+    /// Truncate and write the file itself.
+    InPlace,
+    /// Write a temporary file beside it and rename it over the original (vim, most IDEs).
+    Rename,
+}
+
+pub fn save(path: &Path, text: &str, how: Save) {
+    match how {
+        Save::InPlace => std::fs::write(path, text).unwrap(),
+        Save::Rename => {
+            let tmp = path.with_extension("tmp~");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, path).unwrap();
+        }
     }
 }
 

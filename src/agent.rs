@@ -21,7 +21,7 @@ use tracing::{debug, error, info, warn};
 use crate::config::watch::ConfigWatcher;
 use crate::config::{self, Config, OnError};
 use crate::message::{self, Answer, AnsweredBy, Kind, Notification, Response};
-use crate::present::{Delivery, Dialogs, Presenter};
+use crate::present::{Active, Delivery, Dialogs, Presenter};
 use crate::reply::Replier;
 use crate::rules::worker::RulesHandle;
 use crate::rules::{self, Effects, Route, RuleFailure, Verdict};
@@ -42,8 +42,6 @@ pub struct RunOptions {
 /// Why the agent could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error(transparent)]
-    Presenter(#[from] crate::present::PresenterError),
     #[error("rules not loaded:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
     Rules(Vec<rules::LoadError>),
 }
@@ -73,7 +71,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<Arc<Stats>, StartError> {
     let stats = Arc::new(Stats::default());
-    let presenter = Presenter::new(config.presenter.kind)?;
+    let presenter = Presenter::new(&config.presenter);
     let rules = start_rules(&config)?;
     let dialogs = presenter.dialogs();
     let url = config::resolve_redis_url(options.url_flag.as_deref(), Some(&config));
@@ -378,6 +376,7 @@ async fn handle(
     let delivery = Delivery {
         channel: msg.channel,
         note,
+        route,
     };
     if route == Some(Route::Silent) {
         shared.stats.silenced.inc();
@@ -392,7 +391,8 @@ async fn handle(
         }
         return;
     }
-    if delivery.note.kind.is_question() {
+    let as_dialog = route == Some(Route::Dialog) && shared.presenter.active() == Active::Desktop;
+    if delivery.note.kind.is_question() || as_dialog {
         // The worker owns the dialogs; it only stops after this loop has, so the send cannot fail.
         let _ = questions.send(delivery);
     } else {
@@ -454,6 +454,7 @@ fn apply_effects(shared: &Shared, effects: Effects, failures: &[RuleFailure]) {
                 expires_at: None,
                 extra: serde_json::Map::new(),
             },
+            route: None,
         };
         shared.presenter.show(&delivery);
     }
@@ -485,6 +486,11 @@ async fn dialog_worker(
         }
         shared.stats.shown.inc();
         let (response, by) = dialogs.ask(&delivery, &shutdown).await;
+        if !delivery.note.kind.is_question() {
+            // A Simple message a rule routed to a dialog: acknowledged, but it asked for no answer.
+            debug!(id = %delivery.note.id, response = response.as_str(), "dialog closed");
+            continue;
+        }
         if response == Answer::Expired {
             shared.stats.expired.inc();
         }
@@ -492,6 +498,9 @@ async fn dialog_worker(
     }
     queue.close();
     while let Some(delivery) = queue.recv().await {
+        if !delivery.note.kind.is_question() {
+            continue;
+        }
         answer(
             &shared,
             &delivery.note,

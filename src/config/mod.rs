@@ -79,9 +79,23 @@ pub enum PresenterKind {
     Null,
 }
 
+/// How the desktop presenter asks questions (`[presenter] dialogs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DialogStyle {
+    /// A native dialog window, one at a time.
+    Modal,
+    /// A toast with OK / Cancel buttons (freedesktop actions), for people who hate pop-ups.
+    Actions,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PresenterConfig {
     pub kind: PresenterKind,
+    pub dialogs: DialogStyle,
+    /// How long toasts stay; `None` = the notification server's default.
+    pub toast_timeout: Option<Duration>,
+    /// Icon name or path for toasts and dialogs; `None` = none.
+    pub icon: Option<String>,
 }
 
 impl Config {
@@ -298,13 +312,40 @@ fn validate_presenter(raw: RawPresenter, out: &mut Collector<'_>) -> PresenterCo
                 out.push(
                     Some(k.span()),
                     "presenter.kind",
-                    format!("unknown presenter `{other}`, expected `auto`, `desktop`, `console` or `null`"),
+                    format!(
+                        "unknown presenter `{other}`, expected `auto`, `desktop`, `console` or `null`"
+                    ),
                 );
                 PresenterKind::Auto
             }
         },
     };
-    PresenterConfig { kind }
+    let dialogs = match raw.dialogs {
+        None => DialogStyle::Modal,
+        Some(d) => match d.get_ref().as_str() {
+            "modal" => DialogStyle::Modal,
+            "actions" => DialogStyle::Actions,
+            other => {
+                out.push(
+                    Some(d.span()),
+                    "presenter.dialogs",
+                    format!("`{other}` is not `modal` or `actions`"),
+                );
+                DialogStyle::Modal
+            }
+        },
+    };
+    let toast_timeout = raw.toast_timeout.and_then(|t| {
+        parse_duration(t.get_ref())
+            .map_err(|e| out.push(Some(t.span()), "presenter.toast_timeout", e))
+            .ok()
+    });
+    PresenterConfig {
+        kind,
+        dialogs,
+        toast_timeout,
+        icon: raw.icon.filter(|i| !i.is_empty()),
+    }
 }
 
 impl Subscription {

@@ -44,6 +44,9 @@ pub struct RawSubscribe {
 #[serde(deny_unknown_fields)]
 pub struct RawPresenter {
     pub kind: Option<Spanned<String>>,
+    pub dialogs: Option<Spanned<String>>,
+    pub toast_timeout: Option<Spanned<String>>,
+    pub icon: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -166,7 +166,7 @@ fn prompt(d: &Delivery) -> String {
 }
 
 /// The tokio instant at which a wall-clock time arrives.
-fn until(at: jiff::Timestamp) -> tokio::time::Instant {
+pub fn until(at: jiff::Timestamp) -> tokio::time::Instant {
     let left = at.duration_since(jiff::Timestamp::now());
     let left = std::time::Duration::try_from(left).unwrap_or_default();
     tokio::time::Instant::now() + left

@@ -6,34 +6,34 @@
 //! question. Kinds (`[presenter] kind`): `auto`, `desktop`, `console`, `null`.
 
 pub mod console;
+pub mod desktop;
+pub mod text;
+
+use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
+use tracing::debug;
 
-use crate::config::PresenterKind;
+use crate::config::{DialogStyle, PresenterConfig, PresenterKind};
 use crate::message::{Answer, AnsweredBy, Notification};
+use crate::rules::Route;
 use console::{ConsoleDialogs, Event, Printer};
+use desktop::Desktop;
 
-/// A notification on its way to the user, with the channel it arrived on.
+/// A notification on its way to the user, with the channel it arrived on and where rules sent it.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub channel: String,
     pub note: Notification,
+    pub route: Option<Route>,
 }
 
 /// Which presenter is active once `auto` has been resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Active {
     Console,
+    Desktop,
     Null,
-}
-
-/// Why a presenter kind cannot be used here.
-#[derive(Debug, thiserror::Error)]
-pub enum PresenterError {
-    #[error(
-        "the desktop presenter is not available in this build yet; use kind = \"console\" (or \"auto\")"
-    )]
-    DesktopUnavailable,
 }
 
 /// The showing half, shared by all tasks.
@@ -41,33 +41,53 @@ pub enum PresenterError {
 pub struct Presenter {
     active: Active,
     printer: Printer,
+    desktop: Option<Arc<Desktop>>,
+    dialogs: DialogStyle,
+    icon: Option<String>,
 }
 
 impl Presenter {
-    pub fn new(kind: PresenterKind) -> Result<Presenter, PresenterError> {
-        let active = match kind {
+    /// Resolves `auto`: the desktop where a session bus and a display exist, else the console.
+    pub fn new(config: &PresenterConfig) -> Presenter {
+        let active = match config.kind {
+            PresenterKind::Auto if desktop::session_available() => Active::Desktop,
             PresenterKind::Auto | PresenterKind::Console => Active::Console,
+            PresenterKind::Desktop => Active::Desktop,
             PresenterKind::Null => Active::Null,
-            PresenterKind::Desktop => return Err(PresenterError::DesktopUnavailable),
         };
-        Ok(Presenter {
+        debug!(?active, "presenter");
+        Presenter {
             active,
             printer: Printer,
-        })
+            desktop: (active == Active::Desktop).then(|| Arc::new(Desktop::new(config))),
+            dialogs: config.dialogs,
+            icon: config.icon.clone(),
+        }
     }
 
     pub fn active(&self) -> Active {
         self.active
     }
 
-    /// Shows a notification that asks nothing (`Simple`), or announces that a question is being asked.
+    /// Shows a notification that asks nothing. On the desktop the toast is sent in the background so
+    /// a slow notification server never holds up the pipeline; if it fails, the console shows it.
     pub fn show(&self, d: &Delivery) {
-        if self.active == Active::Console {
-            self.printer.print(&Event::shown(d));
+        match (&self.desktop, d.route) {
+            (Some(desktop), route) if route != Some(Route::Console) => {
+                let (desktop, d) = (desktop.clone(), d.clone());
+                tokio::spawn(async move {
+                    if let Err(why) = desktop.toast(&d.note).await {
+                        desktop.warn_once(&why);
+                        Printer.print(&Event::shown(&d));
+                    }
+                });
+            }
+            _ if self.active == Active::Null => {}
+            _ => self.printer.print(&Event::shown(d)),
         }
     }
 
-    /// Reports an answer, whoever gave it.
+    /// Reports an answer, whoever gave it (printed by the console presenter).
     pub fn answered(&self, note: &Notification, answer: Answer, by: &AnsweredBy) {
         if self.active == Active::Console {
             self.printer.print(&Event::Answered {
@@ -80,16 +100,36 @@ impl Presenter {
 
     /// One of Herald's own notices (reload failures, suppression summaries).
     pub fn notice(&self, text: &str) {
-        if self.active == Active::Console {
-            self.printer.print(&Event::Notice { text });
+        match &self.desktop {
+            Some(_) => self.show(&Delivery {
+                channel: "herald".into(),
+                note: Notification {
+                    id: crate::message::new_id(),
+                    title: "Herald".into(),
+                    message: text.to_owned(),
+                    kind: crate::message::Kind::Simple,
+                    reply_channel: None,
+                    priority: crate::message::Priority::Normal,
+                    expires_at: None,
+                    extra: serde_json::Map::new(),
+                },
+                route: None,
+            }),
+            None if self.active == Active::Console => self.printer.print(&Event::Notice { text }),
+            None => {}
         }
     }
 
     /// The asking half, for the dialog worker.
     pub fn dialogs(&self) -> Dialogs {
-        match self.active {
-            Active::Console => Dialogs::Console(ConsoleDialogs::new(self.printer)),
-            Active::Null => Dialogs::Null,
+        match (self.active, &self.desktop) {
+            (Active::Desktop, Some(desktop)) => Dialogs::Desktop {
+                desktop: desktop.clone(),
+                style: self.dialogs,
+                icon: self.icon.clone(),
+            },
+            (Active::Console, _) => Dialogs::Console(ConsoleDialogs::new(self.printer)),
+            _ => Dialogs::Null,
         }
     }
 }
@@ -97,6 +137,11 @@ impl Presenter {
 /// The asking half: owned by exactly one task.
 pub enum Dialogs {
     Console(ConsoleDialogs),
+    Desktop {
+        desktop: Arc<Desktop>,
+        style: DialogStyle,
+        icon: Option<String>,
+    },
     /// Nobody is asked: every question is `Undeliverable`.
     Null,
 }
@@ -110,6 +155,39 @@ impl Dialogs {
     ) -> (Answer, AnsweredBy) {
         match self {
             Dialogs::Console(c) => c.ask(d, shutdown).await,
+            Dialogs::Desktop {
+                desktop,
+                style,
+                icon,
+            } => {
+                let expiry = d.note.expires_at.map(console::until);
+                let style = match d.route {
+                    Some(Route::Dialog) => DialogStyle::Modal,
+                    Some(Route::Toast) => DialogStyle::Actions,
+                    _ => *style,
+                };
+                let result = match style {
+                    DialogStyle::Modal => {
+                        desktop::ask_modal(&d.note, icon.as_deref(), expiry, shutdown).await
+                    }
+                    DialogStyle::Actions => {
+                        desktop.ask_with_actions(&d.note, expiry, shutdown).await
+                    }
+                };
+                match result {
+                    Ok(answer @ (Answer::Ok | Answer::Cancel)) => (answer, AnsweredBy::User),
+                    Ok(answer @ Answer::Dismissed) if !shutdown.is_cancelled() => {
+                        (answer, AnsweredBy::User)
+                    }
+                    Ok(answer) => (answer, AnsweredBy::Herald),
+                    Err(why) => {
+                        desktop.warn_once(&why);
+                        // Printed so it is not lost; answered Undeliverable, never Cancel.
+                        Printer.print(&Event::shown(d));
+                        (Answer::Undeliverable, AnsweredBy::Herald)
+                    }
+                }
+            }
             Dialogs::Null => (Answer::Undeliverable, AnsweredBy::Herald),
         }
     }

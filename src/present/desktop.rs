@@ -11,7 +11,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use notify_rust::{CloseReason, NotificationResponse, Timeout, Urgency};
+use futures_util::StreamExt;
+use notify_rust::{Timeout, Urgency};
 use tokio::process::Command;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
@@ -78,12 +79,25 @@ impl Desktop {
     }
 
     /// A toast with one button per answer; waits for a click, a close, expiry or shutdown.
+    ///
+    /// The signal stream is opened *before* the toast is sent: a click that comes at once must not
+    /// slip through between showing the toast and starting to listen.
     pub async fn ask_with_actions(
         &self,
         note: &Notification,
         expiry: Option<tokio::time::Instant>,
         shutdown: &CancellationToken,
     ) -> Result<Answer, Unavailable> {
+        let unavailable = |e: zbus::Error| Unavailable::NoServer(e.to_string());
+        let conn = zbus::Connection::session().await.map_err(unavailable)?;
+        let rule = zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface("org.freedesktop.Notifications")
+            .build()
+            .map_err(unavailable)?;
+        let mut signals = zbus::MessageStream::for_match_rule(rule, &conn, None)
+            .await
+            .map_err(unavailable)?;
         let mut n = self.build(note).await;
         n.timeout(Timeout::Never);
         n.action("OK", "OK");
@@ -94,27 +108,22 @@ impl Desktop {
             .show_async()
             .await
             .map_err(|e| Unavailable::NoServer(e.to_string()))?;
-        let mut answer = Answer::Dismissed;
-        let clicked = handle.wait_for_action_async(|response| {
-            answer = match response {
-                NotificationResponse::Action(a) if a == "OK" => Answer::Ok,
-                NotificationResponse::Action(a) if a == "Cancel" => Answer::Cancel,
-                NotificationResponse::Closed(CloseReason::Expired) => Answer::Dismissed,
-                _ => Answer::Dismissed,
+        let id = handle.id();
+        let clicked = async {
+            while let Some(Ok(msg)) = signals.next().await {
+                if let Some(answer) = action_answer(&msg, id) {
+                    return answer;
+                }
             }
-        });
-        let outcome = tokio::select! {
-            _ = clicked => None,
-            _ = sleep_opt(expiry) => Some(Answer::Expired),
-            _ = shutdown.cancelled() => Some(Answer::Dismissed),
+            Answer::Dismissed // the bus went away: the toast went with it
         };
-        match outcome {
-            Some(other) => {
-                handle.close_async().await;
-                Ok(other)
-            }
-            None => Ok(answer),
-        }
+        let outcome = tokio::select! {
+            answer = clicked => return Ok(answer),
+            _ = sleep_opt(expiry) => Answer::Expired,
+            _ = shutdown.cancelled() => Answer::Dismissed,
+        };
+        handle.close_async().await;
+        Ok(outcome)
     }
 
     async fn build(&self, note: &Notification) -> notify_rust::Notification {
@@ -138,6 +147,26 @@ impl Desktop {
             n.icon(icon);
         }
         n
+    }
+}
+
+/// The answer an `ActionInvoked` or `NotificationClosed` signal gives for toast `id`, if it is one.
+fn action_answer(msg: &zbus::Message, id: u32) -> Option<Answer> {
+    let header = msg.header();
+    match header.member()?.as_str() {
+        "ActionInvoked" => match msg.body().deserialize::<(u32, String)>() {
+            Ok((nid, action)) if nid == id => match action.as_str() {
+                "OK" => Some(Answer::Ok),
+                "Cancel" => Some(Answer::Cancel),
+                _ => None, // "default" (a click on the body) answers nothing
+            },
+            _ => None,
+        },
+        "NotificationClosed" => match msg.body().deserialize::<(u32, u32)>() {
+            Ok((nid, _reason)) if nid == id => Some(Answer::Dismissed),
+            _ => None,
+        },
+        _ => None,
     }
 }
 

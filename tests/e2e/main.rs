@@ -5,6 +5,8 @@ mod util;
 mod answers;
 mod bad_input;
 mod cli;
+mod desk;
+mod desktop;
 mod publish;
 mod receive;
 mod reconnect;

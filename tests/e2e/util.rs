@@ -167,6 +167,11 @@ impl Agent {
 
     /// Starts `herald run` with `--url` when given, else with the config's own `[redis] url`.
     pub fn spawn_with_url(url: Option<&str>, config: &str) -> Agent {
+        Agent::spawn_in(url, config, &Desk::none())
+    }
+
+    /// Starts `herald run` in the desktop session `desk` describes.
+    pub fn spawn_in(url: Option<&str>, config: &str, desk: &Desk) -> Agent {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("herald.toml");
         std::fs::write(&path, config).unwrap();
@@ -175,6 +180,7 @@ impl Agent {
         if let Some(url) = url {
             cmd.args(["--url", url]);
         }
+        desk.apply(&mut cmd);
         let mut child = cmd
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -302,6 +308,36 @@ impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// The desktop an agent sees: a session bus, a display, and the `PATH` it finds helpers on.
+#[derive(Debug, Clone, Default)]
+pub struct Desk {
+    pub bus: Option<String>,
+    pub display: Option<String>,
+    pub path: Option<String>,
+}
+
+impl Desk {
+    /// No bus and no display: a headless machine.
+    pub fn none() -> Desk {
+        Desk::default()
+    }
+
+    fn apply(&self, cmd: &mut Command) {
+        for (var, value) in [
+            ("DBUS_SESSION_BUS_ADDRESS", &self.bus),
+            ("DISPLAY", &self.display),
+            ("PATH", &self.path),
+        ] {
+            match value {
+                Some(v) => cmd.env(var, v),
+                None if var == "PATH" => cmd,
+                None => cmd.env_remove(var),
+            };
+        }
+        cmd.env_remove("WAYLAND_DISPLAY");
     }
 }
 

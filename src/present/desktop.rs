@@ -225,8 +225,12 @@ pub async fn ask_modal(
     if note.kind == Kind::OkCancel {
         cmd.args(["--extra-button", "Cancel"]);
     }
-    cmd.arg("--title").arg(text::title(&note.title));
-    cmd.arg("--text").arg(text::body(&note.message));
+    // The title goes in the text as well: without a window manager (or with a minimal one) the window
+    // title is not drawn, and the question must not lose its headline.
+    let title = text::title(&note.title);
+    cmd.arg("--title").arg(&title);
+    cmd.arg("--text")
+        .arg(format!("{title}\n\n{}", text::body(&note.message)));
     if let Some(icon) = icon {
         cmd.arg("--icon-name").arg(icon);
     }

@@ -27,7 +27,9 @@ use crate::rules::worker::RulesHandle;
 use crate::rules::{self, Effects, Route, RuleFailure, Verdict};
 use crate::source::Incoming;
 use crate::source::pubsub::{self, PubSubSettings};
+use crate::source::stream::{self, AckToken, Acker, InFlight, StreamSettings};
 use crate::stats::Stats;
+use crate::store::Store;
 
 /// How long queued replies may take to reach Redis once shutdown has begun.
 const REPLY_GRACE: Duration = Duration::from_secs(3);
@@ -37,6 +39,8 @@ const REPLY_GRACE: Duration = Duration::from_secs(3);
 pub struct RunOptions {
     /// `--url`, which wins over the environment and every config generation.
     pub url_flag: Option<String>,
+    /// Where handled stream ids are kept (`--state-dir`, default `$XDG_STATE_HOME/herald`).
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Why the agent could not start.
@@ -44,6 +48,8 @@ pub struct RunOptions {
 pub enum StartError {
     #[error("rules not loaded:\n  {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
     Rules(Vec<rules::LoadError>),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Everything the per-message paths share.
@@ -53,6 +59,13 @@ struct Shared {
     stats: Arc<Stats>,
     /// The current generation's config.
     config: RwLock<Arc<Config>>,
+    /// Stream delivery: handled ids on disk, and the XACK task. `None` without stream subscriptions.
+    streams: Option<StreamState>,
+}
+
+struct StreamState {
+    store: Store,
+    acker: Acker,
 }
 
 impl Shared {
@@ -76,13 +89,13 @@ pub async fn run(
     let dialogs = presenter.dialogs();
     let url = config::resolve_redis_url(options.url_flag.as_deref(), Some(&config));
     let (url_tx, url_rx) = watch::channel(url.clone());
+    let url_for_streams = url.clone();
     let (replier, reply_task) = Replier::spawn(url_rx, config.redis.max_backoff, stats.clone());
     let (source_tx, source_rx) = watch::channel(source_settings(&config, url));
     let (incoming_tx, mut incoming) = mpsc::channel::<Incoming>(4096);
     let source = {
-        let stats = stats.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move { pubsub::run(source_rx, incoming_tx, &stats, shutdown).await })
+        let (stats, shutdown, tx) = (stats.clone(), shutdown.clone(), incoming_tx.clone());
+        tokio::spawn(async move { pubsub::run(source_rx, tx, &stats, shutdown).await })
     };
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel();
     let watcher = match ConfigWatcher::start(&config, reload_tx.clone()) {
@@ -100,11 +113,21 @@ pub async fn run(
         rules = rules.as_ref().map_or(0, |r| r.names().len()),
         "herald is running"
     );
+    let streams = start_streams(
+        &config,
+        &url_for_streams,
+        &options,
+        &incoming_tx,
+        &stats,
+        &shutdown,
+    )?;
+    drop(incoming_tx);
     let shared = Arc::new(Shared {
         presenter,
         replier,
         stats: stats.clone(),
         config: RwLock::new(Arc::new(config)),
+        streams,
     });
     let (questions, question_rx) = mpsc::unbounded_channel();
     let worker = tokio::spawn(dialog_worker(
@@ -197,6 +220,9 @@ impl Agent {
         // Everything compiled: swap.
         if next.presenter.kind != old.presenter.kind {
             self.notice("Herald: presenter.kind changed; restart herald to switch presenters");
+        }
+        if next.streams != old.streams {
+            self.notice("Herald: stream subscriptions changed; restart herald to apply them");
         }
         let added = next
             .subscriptions
@@ -338,6 +364,56 @@ fn spawn_sighup(reload: mpsc::UnboundedSender<()>, shutdown: CancellationToken) 
     });
 }
 
+/// Opens the handled-id store and starts a reader per stream, plus the XACK task.
+fn start_streams(
+    config: &Config,
+    url: &str,
+    options: &RunOptions,
+    out: &mpsc::Sender<Incoming>,
+    stats: &Arc<Stats>,
+    shutdown: &CancellationToken,
+) -> Result<Option<StreamState>, StartError> {
+    if config.streams.is_empty() {
+        return Ok(None);
+    }
+    let dir = options
+        .state_dir
+        .clone()
+        .unwrap_or_else(crate::store::default_dir);
+    let store = Store::open(&dir, &config.path)?;
+    match store.prune() {
+        Ok(n) if n > 0 => info!(forgotten = n, "pruned old handled ids"),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "cannot prune the state store"),
+    }
+    let in_flight: InFlight = Default::default();
+    let acker = Acker::spawn(
+        url.to_owned(),
+        config.redis.max_backoff,
+        in_flight.clone(),
+        shutdown.clone(),
+    );
+    for subscription in &config.streams {
+        let settings = StreamSettings {
+            url: url.to_owned(),
+            subscription: subscription.clone(),
+            consumer: config.agent.hostname.clone(),
+            max_backoff: config.redis.max_backoff,
+            connect_timeout: config.redis.connect_timeout,
+        };
+        tokio::spawn(stream::run(
+            settings,
+            out.clone(),
+            in_flight.clone(),
+            acker.clone(),
+            stats.clone(),
+            shutdown.clone(),
+        ));
+    }
+    info!(store = %store.path().display(), streams = config.streams.len(), "stream delivery ready");
+    Ok(Some(StreamState { store, acker }))
+}
+
 fn start_rules(config: &Config) -> Result<Option<RulesHandle>, StartError> {
     if config.rules.packs.is_empty() {
         return Ok(None);
@@ -357,18 +433,31 @@ async fn handle(
     msg: Incoming,
 ) {
     shared.stats.received.inc();
-    let limit = shared.config().agent.max_payload_bytes;
-    let note = match message::decode(&msg.payload, limit, message::new_id) {
+    let config = shared.config();
+    // A stream entry without an id of the publisher's is known by its entry id, so a re-delivery
+    // is recognised; a pub/sub message gets a fresh UUID.
+    let fresh_id = || {
+        msg.ack
+            .as_ref()
+            .map_or_else(message::new_id, |t| t.entry_id.clone())
+    };
+    let note = match message::decode(&msg.payload, config.agent.max_payload_bytes, fresh_id) {
         Ok(note) => note,
         Err(e) => {
             shared.stats.invalid.inc();
             warn!(channel = %msg.channel, reason = %e, invalid = shared.stats.invalid.get(), "rejected payload");
+            settle(shared, msg.ack.as_ref(), None);
             return;
         }
     };
+    if already_handled(shared, &note, msg.ack.as_ref()) {
+        return;
+    }
+    receipt(shared, &note, "delivered", None);
     let (note, route) = match rules {
         None => (note, None),
-        Some(rules) => match apply_rules(shared, rules, &msg.channel, note).await {
+        Some(rules) => match apply_rules(shared, rules, &msg.channel, note, msg.ack.as_ref()).await
+        {
             Some(shown) => shown,
             None => return,
         },
@@ -377,18 +466,18 @@ async fn handle(
         channel: msg.channel,
         note,
         route,
+        ack: msg.ack,
     };
     if route == Some(Route::Silent) {
         shared.stats.silenced.inc();
         info!(channel = %delivery.channel, id = %delivery.note.id, "silenced by a rule");
+        receipt(shared, &delivery.note, "dropped", None);
+        settle(shared, delivery.ack.as_ref(), Some(&delivery.note.id));
         return;
     }
     if delivery.note.is_expired(Timestamp::now()) {
-        shared.stats.expired.inc();
         info!(channel = %delivery.channel, id = %delivery.note.id, "expired before it could be shown");
-        if delivery.note.kind.is_question() {
-            answer(shared, &delivery.note, Answer::Expired, AnsweredBy::Herald);
-        }
+        expire(shared, &delivery);
         return;
     }
     let as_dialog = route == Some(Route::Dialog) && shared.presenter.active() == Active::Desktop;
@@ -396,9 +485,77 @@ async fn handle(
         // The worker owns the dialogs; it only stops after this loop has, so the send cannot fail.
         let _ = questions.send(delivery);
     } else {
+        // Recorded before it is shown: a crash in between loses one toast, never shows one twice.
+        settle(shared, delivery.ack.as_ref(), Some(&delivery.note.id));
         shared.stats.shown.inc();
         shared.presenter.show(&delivery);
+        receipt(shared, &delivery.note, "shown", None);
     }
+}
+
+/// A stream entry whose id was handled before (a re-delivery, or a publisher's retried XADD) is
+/// acknowledged and not shown again.
+fn already_handled(shared: &Shared, note: &Notification, ack: Option<&AckToken>) -> bool {
+    let (Some(streams), Some(token)) = (&shared.streams, ack) else {
+        return false;
+    };
+    match streams.store.is_handled(&note.id) {
+        Ok(true) => {
+            info!(stream = %token.stream, entry = %token.entry_id, id = %note.id, "already handled; not shown again");
+            streams.acker.ack(token.clone());
+            true
+        }
+        Ok(false) => false,
+        Err(e) => {
+            warn!(error = %e, "state store unreadable; showing the entry (it may be a repeat)");
+            false
+        }
+    }
+}
+
+/// The outcome of a stream entry is final: remember its id (when it had a valid one) and XACK it.
+fn settle(shared: &Shared, ack: Option<&AckToken>, id: Option<&str>) {
+    let (Some(streams), Some(token)) = (&shared.streams, ack) else {
+        return;
+    };
+    if let Some(id) = id
+        && let Err(e) = streams.store.mark_handled(id)
+    {
+        warn!(error = %e, id, "cannot record a handled id; a re-delivery could show it again");
+    }
+    streams.acker.ack(token.clone());
+}
+
+/// Answers `Expired` (questions) and settles the entry.
+fn expire(shared: &Shared, delivery: &Delivery) {
+    shared.stats.expired.inc();
+    if delivery.note.kind.is_question() {
+        answer(shared, delivery, Answer::Expired, AnsweredBy::Herald);
+    } else {
+        receipt(shared, &delivery.note, "expired", None);
+        settle(shared, delivery.ack.as_ref(), Some(&delivery.note.id));
+    }
+}
+
+/// Publishes a receipt when the notification (or the config) names a receipt channel.
+fn receipt(shared: &Shared, note: &Notification, event: &str, response: Option<Answer>) {
+    let config = shared.config();
+    let channel = note
+        .extra
+        .get("receipt_channel")
+        .and_then(|v| v.as_str())
+        .or(config.agent.receipt_channel.as_deref());
+    let Some(channel) = channel else { return };
+    let mut body = serde_json::json!({
+        "id": note.id,
+        "hostname": config.agent.hostname,
+        "event": event,
+        "timestamp": message::now_seconds().to_string(),
+    });
+    if let Some(r) = response {
+        body["response"] = r.as_str().into();
+    }
+    shared.replier.publish(channel, body.to_string(), &note.id);
 }
 
 /// Runs the rules; `Some` when the message is still to be shown.
@@ -407,6 +564,7 @@ async fn apply_rules(
     rules: &RulesHandle,
     channel: &str,
     note: Notification,
+    ack: Option<&AckToken>,
 ) -> Option<(Notification, Option<Route>)> {
     let processed = match rules.process(channel.to_owned(), note.clone()).await {
         Ok(p) => p,
@@ -422,13 +580,21 @@ async fn apply_rules(
         Verdict::Drop { rule } => {
             shared.stats.dropped.inc();
             debug!(channel, id = %note.id, rule, "dropped by a rule");
+            receipt(shared, &note, "dropped", None);
+            settle(shared, ack, Some(&note.id));
             None
         }
         Verdict::Answer {
             rule,
             answer: response,
         } => {
-            answer(shared, &note, response, AnsweredBy::Rule(rule));
+            let delivery = Delivery {
+                channel: channel.to_owned(),
+                note,
+                route: None,
+                ack: ack.cloned(),
+            };
+            answer(shared, &delivery, response, AnsweredBy::Rule(rule));
             None
         }
     }
@@ -455,6 +621,7 @@ fn apply_effects(shared: &Shared, effects: Effects, failures: &[RuleFailure]) {
                 extra: serde_json::Map::new(),
             },
             route: None,
+            ack: None,
         };
         shared.presenter.show(&delivery);
     }
@@ -466,7 +633,8 @@ fn apply_effects(shared: &Shared, effects: Effects, failures: &[RuleFailure]) {
 }
 
 /// Asks queued questions one at a time. On shutdown the open one is answered `Dismissed` (by the
-/// presenter) and the ones never shown become `Undeliverable`.
+/// presenter) and the ones never shown become `Undeliverable` — except stream questions, which stay
+/// pending in Redis unanswered and are asked again at the next start.
 async fn dialog_worker(
     mut dialogs: Dialogs,
     mut queue: mpsc::UnboundedReceiver<Delivery>,
@@ -480,38 +648,44 @@ async fn dialog_worker(
             d = queue.recv() => match d { Some(d) => d, None => break },
         };
         if delivery.note.is_expired(Timestamp::now()) {
-            shared.stats.expired.inc();
-            answer(&shared, &delivery.note, Answer::Expired, AnsweredBy::Herald);
+            expire(&shared, &delivery);
             continue;
         }
         shared.stats.shown.inc();
+        receipt(&shared, &delivery.note, "shown", None);
         let (response, by) = dialogs.ask(&delivery, &shutdown).await;
         if !delivery.note.kind.is_question() {
             // A Simple message a rule routed to a dialog: acknowledged, but it asked for no answer.
             debug!(id = %delivery.note.id, response = response.as_str(), "dialog closed");
+            settle(&shared, delivery.ack.as_ref(), Some(&delivery.note.id));
+            continue;
+        }
+        if shutdown.is_cancelled() && delivery.ack.is_some() {
+            info!(id = %delivery.note.id, "stream question left pending; it is asked again at the next start");
             continue;
         }
         if response == Answer::Expired {
             shared.stats.expired.inc();
         }
-        answer(&shared, &delivery.note, response, by);
+        answer(&shared, &delivery, response, by);
     }
     queue.close();
     while let Some(delivery) = queue.recv().await {
-        if !delivery.note.kind.is_question() {
-            continue;
+        if delivery.note.kind.is_question() && delivery.ack.is_none() {
+            answer(
+                &shared,
+                &delivery,
+                Answer::Undeliverable,
+                AnsweredBy::Herald,
+            );
         }
-        answer(
-            &shared,
-            &delivery.note,
-            Answer::Undeliverable,
-            AnsweredBy::Herald,
-        );
     }
 }
 
-/// Records an answer: the `answered` event, the counter, and the reply when one was asked for.
-fn answer(shared: &Shared, note: &Notification, response: Answer, by: AnsweredBy) {
+/// Records an answer: the `answered` event, the counter, the reply when one was asked for, the
+/// receipt, and — for a stream entry — its acknowledgement.
+fn answer(shared: &Shared, delivery: &Delivery, response: Answer, by: AnsweredBy) {
+    let note = &delivery.note;
     shared.stats.answered.inc();
     shared.presenter.answered(note, response, &by);
     info!(id = %note.id, response = response.as_str(), answered_by = by.as_str(), "answered");
@@ -519,4 +693,11 @@ fn answer(shared: &Shared, note: &Notification, response: Answer, by: AnsweredBy
         let reply = Response::new(&shared.config().agent.hostname, note, response, by);
         shared.replier.send(channel, &reply);
     }
+    let event = if response == Answer::Expired {
+        "expired"
+    } else {
+        "answered"
+    };
+    receipt(shared, note, event, Some(response));
+    settle(shared, delivery.ack.as_ref(), Some(&note.id));
 }

@@ -18,6 +18,7 @@
 //! - [`agent`]: the wiring of `herald run` and its shutdown order.
 //! - [`lock`]: one agent per user and config.
 //! - [`stats`]: per-message failure counters.
+//! - [`store`]: handled stream ids on disk, so a re-delivered entry is not shown twice.
 
 pub mod agent;
 pub mod cli;
@@ -29,3 +30,4 @@ pub mod reply;
 pub mod rules;
 pub mod source;
 pub mod stats;
+pub mod store;

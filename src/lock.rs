@@ -77,6 +77,12 @@ fn lock_dir() -> PathBuf {
 
 /// A readable, file-name-safe name for the config's lock.
 fn lock_name(config: &Path) -> String {
+    format!("{}.lock", file_stem_for(config))
+}
+
+/// A readable, file-name-safe stem naming one config (for its lock and its state).
+pub fn file_stem_for(config: &Path) -> String {
+    let config = std::path::absolute(config).unwrap_or_else(|_| config.to_owned());
     let flat: String = config
         .to_string_lossy()
         .chars()
@@ -89,7 +95,7 @@ fn lock_name(config: &Path) -> String {
         })
         .collect();
     let tail = flat.len().saturating_sub(180);
-    format!("{}.lock", &flat[tail..])
+    flat[tail..].to_owned()
 }
 
 #[cfg(test)]

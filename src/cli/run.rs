@@ -18,6 +18,9 @@ pub struct Args {
     /// Redis URL [default: $HERALD_REDIS_URL, else the config's [redis] url]
     #[arg(long, value_name = "URL")]
     url: Option<String>,
+    /// Where handled stream ids are kept [default: $XDG_STATE_HOME/herald]
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -29,7 +32,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let shutdown = CancellationToken::new();
         tokio::spawn(stop_on_signal(shutdown.clone()));
-        let options = RunOptions { url_flag: args.url };
+        let options = RunOptions {
+            url_flag: args.url,
+            state_dir: args.state_dir,
+        };
         agent::run(config, options, shutdown)
             .await
             .context("herald cannot start")

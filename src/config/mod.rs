@@ -9,6 +9,7 @@ mod check;
 pub mod error;
 mod raw;
 mod rules;
+mod subscribe;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use error::Collector;
 pub use error::{ConfigError, ConfigErrors};
 use raw::{RawAgent, RawConfig, RawPresenter, RawRedis, RawRules, RawSubscribe};
 pub use rules::{OnError, RulesConfig, globs as globs_for};
+pub use subscribe::{Group, StreamStart, StreamSubscription};
 
 /// The Redis URL used when neither flag, environment nor config names one.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
@@ -34,7 +36,10 @@ pub struct Config {
     pub path: PathBuf,
     pub agent: AgentConfig,
     pub redis: RedisConfig,
+    /// Pub/sub channels and patterns.
     pub subscriptions: Vec<Subscription>,
+    /// Redis Streams, read through consumer groups.
+    pub streams: Vec<StreamSubscription>,
     pub presenter: PresenterConfig,
     pub rules: RulesConfig,
 }
@@ -47,6 +52,8 @@ pub struct AgentConfig {
     pub max_payload_bytes: usize,
     /// Time zone for rules' local time; the system's when not set.
     pub timezone: jiff::tz::TimeZone,
+    /// Where receipts go for notifications that name no `receipt_channel` of their own.
+    pub receipt_channel: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -171,7 +178,7 @@ fn check_sections<'i>(doc: &Spanned<DeTable<'i>>, out: &mut Collector<'_>) -> De
 fn validate(path: &Path, raw: RawConfig, out: &mut Collector<'_>) -> Config {
     let agent = validate_agent(raw.agent.unwrap_or_default(), out);
     let redis = validate_redis(raw.redis.unwrap_or_default(), out);
-    let subscriptions = validate_subscriptions(raw.subscribe, out);
+    let (subscriptions, streams) = subscribe::validate(raw.subscribe, &agent.hostname, out);
     let presenter = validate_presenter(raw.presenter.unwrap_or_default(), out);
     let rules = rules::validate(path, raw.rules.unwrap_or_default(), out);
     Config {
@@ -179,6 +186,7 @@ fn validate(path: &Path, raw: RawConfig, out: &mut Collector<'_>) -> Config {
         agent,
         redis,
         subscriptions,
+        streams,
         presenter,
         rules,
     }
@@ -227,6 +235,7 @@ fn validate_agent(raw: RawAgent, out: &mut Collector<'_>) -> AgentConfig {
         groups: raw.groups.unwrap_or_default(),
         max_payload_bytes,
         timezone,
+        receipt_channel: raw.receipt_channel.filter(|c| !c.is_empty()),
     }
 }
 
@@ -254,50 +263,6 @@ fn validate_redis(raw: RawRedis, out: &mut Collector<'_>) -> RedisConfig {
         connect_timeout: duration(raw.connect_timeout, "connect_timeout", 5),
         url: raw.url.map(Spanned::into_inner),
     }
-}
-
-fn validate_subscriptions(
-    raw: Option<Spanned<Vec<Spanned<RawSubscribe>>>>,
-    out: &mut Collector<'_>,
-) -> Vec<Subscription> {
-    let Some(raw) = raw.filter(|r| !r.get_ref().is_empty()) else {
-        out.push(
-            None,
-            "subscribe",
-            "no subscriptions: add at least one [[subscribe]] with `channel` or `pattern`",
-        );
-        return Vec::new();
-    };
-    let mut subs = Vec::new();
-    for (i, entry) in raw.into_inner().into_iter().enumerate() {
-        let key = format!("subscribe[{}]", i + 1);
-        let span = entry.span();
-        let entry = entry.into_inner();
-        let sub = match (entry.channel, entry.pattern) {
-            (Some(c), None) => Subscription::Channel(c.into_inner()),
-            (None, Some(p)) => Subscription::Pattern(p.into_inner()),
-            (Some(_), Some(_)) => {
-                out.push(
-                    Some(span),
-                    key,
-                    "set either `channel` or `pattern`, not both",
-                );
-                continue;
-            }
-            (None, None) => {
-                out.push(Some(span), key, "needs `channel` or `pattern`");
-                continue;
-            }
-        };
-        if sub.name().is_empty() {
-            out.push(Some(span), key, "channel or pattern must not be empty");
-        } else if subs.contains(&sub) {
-            out.push(Some(span), key, format!("duplicate subscription {}", sub));
-        } else {
-            subs.push(sub);
-        }
-    }
-    subs
 }
 
 fn validate_presenter(raw: RawPresenter, out: &mut Collector<'_>) -> PresenterConfig {

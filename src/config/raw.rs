@@ -22,6 +22,7 @@ pub struct RawAgent {
     pub groups: Option<Vec<String>>,
     pub max_payload_bytes: Option<Spanned<i64>>,
     pub timezone: Option<Spanned<String>>,
+    pub receipt_channel: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -38,6 +39,10 @@ pub struct RawRedis {
 pub struct RawSubscribe {
     pub channel: Option<Spanned<String>>,
     pub pattern: Option<Spanned<String>>,
+    pub stream: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub start: Option<Spanned<String>>,
+    pub claim_idle: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -72,7 +72,7 @@ fn semantic_errors_are_collected_together() {
     assert!(errs[0].contains(":2:") && errs[0].contains("redis.max_backoff"));
     assert!(errs[1].contains(":3:") && errs[1].contains("redis.url"));
     assert!(errs[2].contains(":6:") && errs[2].contains("unknown presenter `fancy`"));
-    assert!(errs[3].contains("subscribe[1]") && errs[3].contains("not both"));
+    assert!(errs[3].contains("subscribe[1]") && errs[3].contains("exactly one of"));
 }
 
 #[test]
@@ -122,4 +122,27 @@ fn durations_read_like_people_write_them() {
     assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
     assert!(parse_duration("-1s").is_err());
     assert!(parse_duration("soon").is_err());
+}
+
+#[test]
+fn stream_subscriptions_take_a_group_a_start_and_a_claim_time() {
+    let c = parse("[agent]\nhostname = \"ws\"\n[[subscribe]]\nstream = \"s1\"\n[[subscribe]]\nstream = \"s2\"\ngroup = \"shared:ops\"\nstart = \"all\"\nclaim_idle = \"30s\"\n").unwrap();
+    assert!(c.subscriptions.is_empty());
+    assert_eq!(c.streams[0].group, Group::Host("herald:ws".into()));
+    assert_eq!(c.streams[0].start, StreamStart::New);
+    assert_eq!(c.streams[1].group, Group::Shared("ops".into()));
+    assert_eq!(c.streams[1].start, StreamStart::All);
+    assert_eq!(c.streams[1].claim_idle, Duration::from_secs(30));
+    let errs = messages(
+        "[[subscribe]]\nstream = \"s\"\ngroup = \"everyone\"\nstart = \"yesterday\"\n[[subscribe]]\nchannel = \"c\"\ngroup = \"host\"\n",
+    );
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].contains("subscribe[1].group") && errs[0].contains("shared:NAME"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].contains("subscribe[2].group: only a `stream`"),
+        "{errs:?}"
+    );
 }

@@ -26,6 +26,8 @@ pub struct Delivery {
     pub channel: String,
     pub note: Notification,
     pub route: Option<Route>,
+    /// For stream entries: acknowledged once the outcome is final.
+    pub ack: Option<crate::source::stream::AckToken>,
 }
 
 /// Which presenter is active once `auto` has been resolved.
@@ -114,6 +116,7 @@ impl Presenter {
                     extra: serde_json::Map::new(),
                 },
                 route: None,
+                ack: None,
             }),
             None if self.active == Active::Console => self.printer.print(&Event::Notice { text }),
             None => {}

@@ -163,6 +163,7 @@ async fn session(
                 let incoming = Incoming {
                     channel: msg.get_channel_name().to_owned(),
                     payload: msg.get_payload_bytes().to_vec(),
+                    ack: None,
                 };
                 if out.send(incoming).await.is_err() {
                     return SessionEnd::Shutdown;

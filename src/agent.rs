@@ -106,6 +106,11 @@ pub async fn run(
         }
     };
     spawn_sighup(reload_tx, shutdown.clone());
+    let presence = tokio::spawn(crate::presence::run(
+        url_for_streams.clone(),
+        agent_info(&config),
+        shutdown.clone(),
+    ));
     let mut tick = tick_interval(config.rules.tick).await;
     info!(
         hostname = %config.agent.hostname,
@@ -176,6 +181,7 @@ pub async fn run(
     drop(agent);
     let _ = source.await;
     let _ = worker.await;
+    let _ = presence.await;
     drop(shared);
     reply_task.drain(REPLY_GRACE, &stats).await;
     info!(summary = %stats.summary(), "stopped");
@@ -324,6 +330,29 @@ impl Agent {
 
     fn notice(&self, text: &str) {
         self.shared.presenter.notice(text);
+    }
+}
+
+/// What this agent publishes about itself in its presence key.
+fn agent_info(config: &Config) -> crate::presence::AgentInfo {
+    let mut channels: Vec<String> = config
+        .subscriptions
+        .iter()
+        .map(|s| s.name().to_owned())
+        .collect();
+    channels.extend(
+        config
+            .streams
+            .iter()
+            .map(|s| format!("stream:{}", s.stream)),
+    );
+    crate::presence::AgentInfo {
+        hostname: config.agent.hostname.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        os: std::env::consts::OS.to_owned(),
+        groups: config.agent.groups.clone(),
+        channels,
+        started: message::now_seconds().to_string(),
     }
 }
 

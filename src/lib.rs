@@ -17,6 +17,7 @@
 //! - [`reply`]: publishing responses with retry, at most one per notification id.
 //! - [`agent`]: the wiring of `herald run` and its shutdown order.
 //! - [`lock`]: one agent per user and config.
+//! - [`presence`]: the `herald:agent:<host>` keys that say who is listening.
 //! - [`stats`]: per-message failure counters.
 //! - [`store`]: handled stream ids on disk, so a re-delivered entry is not shown twice.
 
@@ -25,6 +26,7 @@ pub mod cli;
 pub mod config;
 pub mod lock;
 pub mod message;
+pub mod presence;
 pub mod present;
 pub mod reply;
 pub mod rules;

@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 failure (bad config, Redis unreachable for a one-shot command, another agent
 //! running), 2 usage errors (clap's own). Every failure prints one `herald: ...` paragraph on stderr.
 
+mod agents;
 mod check;
 mod publish;
 mod rules;
@@ -38,6 +39,10 @@ enum Command {
     /// Test rules, or trace one message through them.
     #[command(subcommand)]
     Rules(rules::Command),
+    /// List the agents that are running now (their presence keys in Redis).
+    Agents(agents::AgentsArgs),
+    /// Print a stream's recent notifications (read-only: acknowledges nothing).
+    Replay(agents::ReplayArgs),
 }
 
 /// `--config`, shared by the commands that read the agent's file.
@@ -67,6 +72,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args),
         Command::Publish(args) => publish::run(args),
         Command::Rules(command) => rules::run(command),
+        Command::Agents(args) => agents::agents(args),
+        Command::Replay(args) => agents::replay(args),
     };
     match result {
         Ok(code) => code,
@@ -97,4 +104,12 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")
+}
+
+/// `30s`, `1h 5m`: a duration as people write it.
+fn humanize(d: std::time::Duration) -> String {
+    format!(
+        "{:#}",
+        jiff::SignedDuration::try_from(d).unwrap_or_default()
+    )
 }

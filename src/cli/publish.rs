@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::ConfigArg;
@@ -20,6 +21,7 @@ use crate::message::{self, Answer, Kind, Priority, ReceivedResponse, WireNotific
 
 #[derive(Debug, clap::Args)]
 #[command(group = clap::ArgGroup::new("content").required(true).args(["title", "json"]))]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["channel", "stream"]))]
 pub struct Args {
     /// Read the Redis URL from this agent config (see also --url)
     #[arg(long, short = 'c', value_name = "PATH")]
@@ -27,9 +29,15 @@ pub struct Args {
     /// Redis URL [default: $HERALD_REDIS_URL, else the config's, else redis://127.0.0.1:6379/]
     #[arg(long, value_name = "URL")]
     url: Option<String>,
-    /// Channel to publish on
+    /// Channel to PUBLISH on (fire and forget: only agents listening now get it)
     #[arg(long, value_name = "CHANNEL")]
-    channel: String,
+    channel: Option<String>,
+    /// Stream to XADD to (agents that are away get it when they come back)
+    #[arg(long, value_name = "STREAM")]
+    stream: Option<String>,
+    /// With --stream: trim it to about this many entries (MAXLEN ~); 0 keeps everything
+    #[arg(long, value_name = "N", default_value_t = 100_000, requires = "stream")]
+    maxlen: u64,
     /// Title of the notification
     #[arg(long, requires = "message", conflicts_with = "json")]
     title: Option<String>,
@@ -60,6 +68,10 @@ pub struct Args {
     /// With --wait: stop as soon as this many replies have arrived
     #[arg(long, value_name = "N", requires = "wait")]
     expect: Option<usize>,
+    /// With --wait: follow receipts too, and end with a per-host table (delivered, shown, answer)
+    /// that names the live agents that never got the message
+    #[arg(long, requires = "wait")]
+    track: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -92,16 +104,34 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     message::decode(payload.as_bytes(), limit, String::new)
         .context("the notification would be rejected by agents")?;
 
+    let receipt_channel = match (
+        args.track,
+        doc.get("receipt_channel").and_then(Value::as_str),
+    ) {
+        (true, None) => {
+            let channel = format!("receipts:{}", message::new_id());
+            doc.insert("receipt_channel".into(), Value::String(channel.clone()));
+            Some(channel)
+        }
+        (true, Some(existing)) => Some(existing.to_owned()),
+        (false, _) => None,
+    };
+    let payload = serde_json::to_string(&doc)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let client = redis::Client::open(url.as_str())?;
-        let replies = match (args.wait, &reply_channel) {
-            (Some(wait), Some(channel)) => {
+        let connect_error = || format!("cannot connect to Redis at {}", redacted(&url));
+        // Subscribe before publishing, so no fast answer is missed.
+        let listener = match (args.wait, &reply_channel) {
+            (Some(wait), Some(replies)) => {
                 let mut pubsub = client
                     .get_async_pubsub()
                     .await
-                    .with_context(|| format!("cannot connect to Redis at {}", redacted(&url)))?;
-                pubsub.subscribe(channel).await?;
+                    .with_context(connect_error)?;
+                pubsub.subscribe(replies).await?;
+                if let Some(receipts) = &receipt_channel {
+                    pubsub.subscribe(receipts).await?;
+                }
                 Some((pubsub, wait))
             }
             _ => None,
@@ -109,37 +139,69 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let mut conn = client
             .get_multiplexed_async_connection()
             .await
-            .with_context(|| format!("cannot connect to Redis at {}", redacted(&url)))?;
-        let receivers: u64 = redis::cmd("PUBLISH")
-            .arg(&args.channel)
-            .arg(&payload)
-            .query_async(&mut conn)
-            .await
-            .context("PUBLISH failed")?;
-        match replies {
-            None => {
-                println!("{id}");
-                eprintln!(
-                    "published {id} to {} ({receivers} subscriber{})",
-                    args.channel,
-                    plural(receivers)
-                );
-            }
-            Some((pubsub, wait)) => {
-                eprintln!(
-                    "published {id} to {} ({receivers} subscriber{}); waiting {} for replies on {}",
-                    args.channel,
-                    plural(receivers),
-                    humanize(wait),
-                    reply_channel.as_deref().unwrap_or_default()
-                );
-                let counts = collect(pubsub, &id, wait, args.expect).await;
-                eprintln!("{}", summary(&counts));
-            }
+            .with_context(connect_error)?;
+        let target = send(&mut conn, &args, &payload).await?;
+        let Some((pubsub, wait)) = listener else {
+            println!("{id}");
+            eprintln!("published {id} to {target}");
+            return anyhow::Ok(());
+        };
+        eprintln!(
+            "published {id} to {target}; waiting {} for replies on {}",
+            super::humanize(wait),
+            reply_channel.as_deref().unwrap_or_default()
+        );
+        let channels = Channels {
+            receipts: receipt_channel.as_deref(),
+        };
+        let outcome = collect(pubsub, &id, wait, args.expect, channels).await;
+        if args.track {
+            let live = crate::presence::live_agents(&mut conn)
+                .await
+                .unwrap_or_default();
+            print!("{}", outcome.table(&live));
         }
+        eprintln!("{}", summary(&outcome.counts));
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// PUBLISHes or XADDs the payload; says where it went.
+async fn send(
+    conn: &mut redis::aio::MultiplexedConnection,
+    args: &Args,
+    payload: &str,
+) -> anyhow::Result<String> {
+    if let Some(channel) = &args.channel {
+        let receivers: u64 = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(payload)
+            .query_async(conn)
+            .await
+            .context("PUBLISH failed")?;
+        return Ok(format!(
+            "{channel} ({receivers} subscriber{})",
+            plural(receivers)
+        ));
+    }
+    let stream = args
+        .stream
+        .as_deref()
+        .expect("clap requires --channel or --stream");
+    let mut cmd = redis::cmd("XADD");
+    cmd.arg(stream);
+    if args.maxlen > 0 {
+        cmd.arg("MAXLEN").arg("~").arg(args.maxlen);
+    }
+    let entry: String = cmd
+        .arg("*")
+        .arg("payload")
+        .arg(payload)
+        .query_async(conn)
+        .await
+        .context("XADD failed")?;
+    Ok(format!("stream {stream} (entry {entry})"))
 }
 
 /// The notification document and its id, from flags or from `--json`.
@@ -202,14 +264,72 @@ fn read_json(path: &PathBuf) -> anyhow::Result<Map<String, Value>> {
     }
 }
 
-/// Prints replies for `id` until `wait` is over or `expect` replies came; returns the count per answer.
+/// Which of the subscribed channels carries receipts (the other one carries replies).
+struct Channels<'a> {
+    receipts: Option<&'a str>,
+}
+
+/// What came back: answers by kind, and per host what its receipts said.
+#[derive(Default)]
+struct Outcome {
+    counts: BTreeMap<usize, (Answer, usize)>,
+    hosts: BTreeMap<String, HostProgress>,
+}
+
+#[derive(Default)]
+struct HostProgress {
+    delivered: bool,
+    shown: bool,
+    answer: Option<String>,
+}
+
+impl Outcome {
+    /// The `--track` table; live agents with no receipt at all are listed as never having it.
+    fn table(&self, live: &[crate::presence::AgentInfo]) -> String {
+        let mut out = format!(
+            "{:<24} {:<10} {:<6} {}\n",
+            "HOST", "DELIVERED", "SHOWN", "ANSWER"
+        );
+        for (host, p) in &self.hosts {
+            let yes = |b: bool| if b { "yes" } else { "no" };
+            out += &format!(
+                "{host:<24} {:<10} {:<6} {}\n",
+                yes(p.delivered),
+                yes(p.shown),
+                p.answer.as_deref().unwrap_or("-")
+            );
+        }
+        let missing: Vec<&str> = live
+            .iter()
+            .map(|a| a.hostname.as_str())
+            .filter(|h| !self.hosts.contains_key(*h))
+            .collect();
+        for host in &missing {
+            out += &format!(
+                "{host:<24} {:<10} {:<6} - (live, never acknowledged)\n",
+                "no", "no"
+            );
+        }
+        out += &format!(
+            "{} agent{} acknowledged; {} live agent{} did not\n",
+            self.hosts.len(),
+            if self.hosts.len() == 1 { "" } else { "s" },
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" }
+        );
+        out
+    }
+}
+
+/// Prints replies for `id` until `wait` is over or `expect` replies came; follows receipts too.
 async fn collect(
     pubsub: redis::aio::PubSub,
     id: &str,
     wait: Duration,
     expect: Option<usize>,
-) -> BTreeMap<usize, (Answer, usize)> {
-    let mut counts: BTreeMap<usize, (Answer, usize)> = BTreeMap::new();
+    channels: Channels<'_>,
+) -> Outcome {
+    let mut outcome = Outcome::default();
     let mut total = 0;
     let mut stream = pubsub.into_on_message();
     let deadline = tokio::time::sleep(wait);
@@ -223,6 +343,10 @@ async fn collect(
             },
         };
         let text = String::from_utf8_lossy(msg.get_payload_bytes()).into_owned();
+        if channels.receipts == Some(msg.get_channel_name()) {
+            track(&mut outcome, id, &text);
+            continue;
+        }
         let Ok(reply) = serde_json::from_str::<ReceivedResponse>(&text) else {
             eprintln!("herald: ignoring a message that is not a response: {text}");
             continue;
@@ -232,13 +356,55 @@ async fn collect(
         }
         println!("{text}");
         total += 1;
+        outcome
+            .hosts
+            .entry(reply.hostname.clone())
+            .or_default()
+            .answer = Some(reply.response.as_str().to_owned());
         let slot = Answer::ALL
             .iter()
             .position(|a| *a == reply.response)
             .unwrap_or(0);
-        counts.entry(slot).or_insert((reply.response, 0)).1 += 1;
+        outcome.counts.entry(slot).or_insert((reply.response, 0)).1 += 1;
     }
-    counts
+    outcome
+}
+
+/// Records one receipt and says it on stderr as it happens.
+fn track(outcome: &mut Outcome, id: &str, text: &str) {
+    #[derive(Deserialize)]
+    struct Receipt {
+        id: String,
+        hostname: String,
+        event: String,
+        response: Option<String>,
+    }
+    let Ok(r) = serde_json::from_str::<Receipt>(text) else {
+        return;
+    };
+    if r.id != id {
+        return;
+    }
+    eprintln!(
+        "{:<24} {}{}",
+        r.hostname,
+        r.event,
+        r.response
+            .as_deref()
+            .map(|a| format!(" {a}"))
+            .unwrap_or_default()
+    );
+    let p = outcome.hosts.entry(r.hostname).or_default();
+    p.delivered = true;
+    match r.event.as_str() {
+        "shown" => p.shown = true,
+        "answered" | "expired" | "dropped" => {
+            if p.answer.is_none() {
+                p.answer = Some(r.response.unwrap_or(r.event));
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `3 replies: 2 OK, 1 Cancel`.
@@ -265,13 +431,6 @@ fn parse_priority(s: &str) -> Result<Priority, String> {
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
     config::parse_duration(s)
-}
-
-fn humanize(d: Duration) -> String {
-    format!(
-        "{:#}",
-        jiff::SignedDuration::try_from(d).unwrap_or_default()
-    )
 }
 
 fn plural(n: u64) -> &'static str {

@@ -24,8 +24,8 @@ use super::pubsub::redacted;
 use crate::config::{Group, StreamSubscription};
 use crate::stats::Stats;
 
-/// How long one XREADGROUP waits for new entries.
-const BLOCK: Duration = Duration::from_secs(5);
+/// How long one XREADGROUP waits for new entries (also the longest pause between two claim rounds).
+const BLOCK: Duration = Duration::from_secs(2);
 /// Entries fetched per read.
 const BATCH: usize = 100;
 
@@ -133,6 +133,11 @@ async fn session(
             return Ok(());
         }
     }
+    // In a shared group the loop must come round often enough to keep our held entries fresh.
+    let block = match sub.group {
+        Group::Shared(_) => BLOCK.min(sub.claim_idle / 3).max(Duration::from_millis(50)),
+        Group::Host(_) => BLOCK,
+    };
     let mut last_claim: Option<Instant> = None;
     loop {
         if matches!(sub.group, Group::Shared(_))

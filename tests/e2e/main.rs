@@ -12,3 +12,4 @@ mod receive;
 mod reconnect;
 mod reload;
 mod rules;
+mod streams;

@@ -19,16 +19,27 @@ pub struct Redis {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    durable: bool,
 }
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(false)
+    }
+
+    /// A Redis that writes every command to its append-only file before answering.
+    pub fn start_durable() -> Redis {
+        Redis::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> Redis {
         let port = free_port();
         let dir = tempfile::tempdir().unwrap();
         let mut redis = Redis {
             child: None,
             port,
             dir,
+            durable,
         };
         redis.start_again();
         redis
@@ -46,7 +57,12 @@ impl Redis {
                 "--save",
                 "",
             ])
-            .args(["--appendonly", "no", "--logfile", ""])
+            .args(if self.durable {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
+            .args(["--logfile", ""])
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::piped())
@@ -86,6 +102,27 @@ impl Redis {
             .unwrap()
             .get_connection()
             .unwrap()
+    }
+
+    /// XADDs a notification to `stream` (field `payload`), as `herald publish --stream` does.
+    pub fn xadd(&self, stream: &str, payload: &str) -> String {
+        redis::cmd("XADD")
+            .arg(stream)
+            .arg("*")
+            .arg("payload")
+            .arg(payload)
+            .query(&mut self.conn())
+            .unwrap()
+    }
+
+    /// Entries of `group` on `stream` delivered but not acknowledged.
+    pub fn pending(&self, stream: &str, group: &str) -> i64 {
+        let summary: (i64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+            .arg(stream)
+            .arg(group)
+            .query(&mut self.conn())
+            .unwrap();
+        summary.0
     }
 
     pub fn publish(&self, channel: &str, payload: impl redis::ToRedisArgs) -> i64 {
@@ -142,6 +179,9 @@ impl Subscriber {
 /// A running `herald run`.
 pub struct Agent {
     child: Child,
+    /// How it was started, for `restart`.
+    url: Option<String>,
+    desk: Desk,
     stdin: Option<ChildStdin>,
     stdout: mpsc::Receiver<String>,
     stderr: mpsc::Receiver<String>,
@@ -173,31 +213,62 @@ impl Agent {
     /// Starts `herald run` in the desktop session `desk` describes.
     pub fn spawn_in(url: Option<&str>, config: &str, desk: &Desk) -> Agent {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("herald.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut cmd = herald(dir.path());
-        cmd.args(["run", "--config"]).arg(&path);
-        if let Some(url) = url {
-            cmd.args(["--url", url]);
-        }
-        desk.apply(&mut cmd);
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        std::fs::write(dir.path().join("herald.toml"), config).unwrap();
+        let (child, stdin, stdout, stderr) = launch(dir.path(), url, desk);
         Agent {
-            stdin: child.stdin.take(),
-            stdout: spawn_line_reader(child.stdout.take().unwrap()),
-            stderr: spawn_line_reader(child.stderr.take().unwrap()),
             child,
+            url: url.map(str::to_owned),
+            desk: desk.clone(),
+            stdin,
+            stdout,
+            stderr,
             seen: Vec::new(),
             logs: Vec::new(),
             dir,
         }
     }
 
+    /// Kills the agent with SIGKILL, as a crash would, and starts it again on the same config and
+    /// state dir. What it printed before stays in `seen` and `logs`.
+    pub fn crash_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.seen.extend(self.stdout.try_iter());
+        self.logs.extend(self.stderr.try_iter());
+        let (child, stdin, stdout, stderr) =
+            launch(self.dir.path(), self.url.as_deref(), &self.desk);
+        (self.child, self.stdin, self.stdout, self.stderr) = (child, stdin, stdout, stderr);
+    }
+}
+
+type Launched = (
+    Child,
+    Option<ChildStdin>,
+    mpsc::Receiver<String>,
+    mpsc::Receiver<String>,
+);
+
+/// Starts `herald run` on the config in `dir`.
+fn launch(dir: &Path, url: Option<&str>, desk: &Desk) -> Launched {
+    let mut cmd = herald(dir);
+    cmd.args(["run", "--config"]).arg(dir.join("herald.toml"));
+    if let Some(url) = url {
+        cmd.args(["--url", url]);
+    }
+    desk.apply(&mut cmd);
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take();
+    let stdout = spawn_line_reader(child.stdout.take().unwrap());
+    let stderr = spawn_line_reader(child.stderr.take().unwrap());
+    (child, stdin, stdout, stderr)
+}
+
+impl Agent {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -274,6 +345,11 @@ impl Agent {
     /// Waits for the log line of a successful reload to `generation`.
     pub fn expect_reload(&mut self, generation: u64) -> String {
         self.expect_log(&format!("reloaded generation={generation} "))
+    }
+
+    /// Adds the stdout lines printed since the last look to `seen`, without waiting.
+    pub fn catch_up(&mut self) {
+        self.seen.extend(self.stdout.try_iter());
     }
 
     /// Types `line` at the agent's stdin.
@@ -365,6 +441,7 @@ pub fn save(path: &Path, text: &str, how: Save) {
 pub fn herald(runtime_dir: &Path) -> Command {
     let mut cmd = Command::new(HERALD);
     cmd.env("XDG_RUNTIME_DIR", runtime_dir)
+        .env("XDG_STATE_HOME", runtime_dir)
         .env_remove("HERALD_REDIS_URL")
         .env("HERALD_LOG", "info");
     cmd

@@ -398,10 +398,8 @@ fn track(outcome: &mut Outcome, id: &str, text: &str) {
     p.delivered = true;
     match r.event.as_str() {
         "shown" => p.shown = true,
-        "answered" | "expired" | "dropped" => {
-            if p.answer.is_none() {
-                p.answer = Some(r.response.unwrap_or(r.event));
-            }
+        "answered" | "expired" | "dropped" if p.answer.is_none() => {
+            p.answer = Some(r.response.unwrap_or(r.event));
         }
         _ => {}
     }

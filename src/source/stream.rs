@@ -152,7 +152,7 @@ async fn session(
                 }
             }
         }
-        let entries = read(&mut conn, s, ">", Some(BLOCK))
+        let entries = read(&mut conn, s, ">", Some(block))
             .await
             .map_err(|e| e.to_string())?;
         if !deliver(s, entries, out, in_flight, acker).await {

@@ -514,11 +514,13 @@ async fn handle(
         // The worker owns the dialogs; it only stops after this loop has, so the send cannot fail.
         let _ = questions.send(delivery);
     } else {
-        // Recorded before it is shown: a crash in between loses one toast, never shows one twice.
-        settle(shared, delivery.ack.as_ref(), Some(&delivery.note.id));
         shared.stats.shown.inc();
         shared.presenter.show(&delivery);
         receipt(shared, &delivery.note, "shown", None);
+        // Recorded after it is shown. A SIGKILL that arrives during the fsync is delivered only
+        // once the fsync is done, so recording first would lose exactly the toast being shown;
+        // this way only a kill in the microseconds between showing and recording repeats one.
+        settle(shared, delivery.ack.as_ref(), Some(&delivery.note.id));
     }
 }
 

@@ -141,9 +141,13 @@ async fn session(
     let mut last_claim: Option<Instant> = None;
     loop {
         if matches!(sub.group, Group::Shared(_))
-            && last_claim.is_none_or(|t| t.elapsed() >= sub.claim_idle / 2)
+            && last_claim.is_none_or(|t| t.elapsed() >= sub.claim_idle / 3)
         {
             last_claim = Some(Instant::now());
+            // Entries still on screen here must not look abandoned to the rest of the group.
+            touch(&mut conn, s, in_flight)
+                .await
+                .map_err(|e| e.to_string())?;
             let claimed = claim(&mut conn, s).await.map_err(|e| e.to_string())?;
             if !claimed.is_empty() {
                 info!(stream = %sub.stream, count = claimed.len(), "took over entries from a consumer that stopped");
@@ -201,6 +205,35 @@ async fn read(
         .flat_map(|r| r.keys)
         .flat_map(|k| k.ids)
         .collect())
+}
+
+/// Resets the idle time of the entries this agent still holds (a question left open for long), so
+/// another consumer of a shared group does not take them over while they are on screen.
+async fn touch(
+    conn: &mut MultiplexedConnection,
+    s: &StreamSettings,
+    in_flight: &InFlight,
+) -> redis::RedisResult<()> {
+    let ids: Vec<String> = in_flight
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|t| t.stream == s.subscription.stream)
+        .map(|t| t.entry_id.clone())
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    redis::cmd("XCLAIM")
+        .arg(&s.subscription.stream)
+        .arg(s.subscription.group.name())
+        .arg(&s.consumer)
+        .arg(0)
+        .arg(&ids)
+        .arg("JUSTID")
+        .query_async::<Vec<String>>(conn)
+        .await
+        .map(drop)
 }
 
 async fn claim(

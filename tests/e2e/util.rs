@@ -233,8 +233,7 @@ impl Agent {
     pub fn crash_and_restart(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        self.seen.extend(self.stdout.try_iter());
-        self.logs.extend(self.stderr.try_iter());
+        self.drain();
         let (child, stdin, stdout, stderr) =
             launch(self.dir.path(), self.url.as_deref(), &self.desk);
         (self.child, self.stdin, self.stdout, self.stderr) = (child, stdin, stdout, stderr);
@@ -347,6 +346,10 @@ impl Agent {
         self.expect_log(&format!("reloaded generation={generation} "))
     }
 
+    pub fn stderr_lines(&mut self) -> Vec<String> {
+        self.stderr.try_iter().collect()
+    }
+
     /// Adds the stdout lines printed since the last look to `seen`, without waiting.
     pub fn catch_up(&mut self) {
         self.seen.extend(self.stdout.try_iter());
@@ -373,10 +376,15 @@ impl Agent {
 
     pub fn wait(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap();
-        // Collect what is left of the output for assertions.
-        self.seen.extend(self.stdout.try_iter());
-        self.logs.extend(self.stderr.try_iter());
+        self.drain();
         status
+    }
+
+    /// After the process has exited: everything it wrote, up to the end of its pipes (the reader
+    /// threads may still be forwarding the last lines when the process is already gone).
+    fn drain(&mut self) {
+        self.seen.extend(self.stdout.iter());
+        self.logs.extend(self.stderr.iter());
     }
 }
 

@@ -61,10 +61,12 @@ struct Shared {
     config: RwLock<Arc<Config>>,
     /// Stream delivery: handled ids on disk, and the XACK task. `None` without stream subscriptions.
     streams: Option<StreamState>,
+    /// Ids of accepted signed notifications (replay protection across restarts), in the same store.
+    signed: Option<Arc<Store>>,
 }
 
 struct StreamState {
-    store: Store,
+    store: Arc<Store>,
     acker: Acker,
 }
 
@@ -118,14 +120,16 @@ pub async fn run(
         rules = rules.as_ref().map_or(0, |r| r.names().len()),
         "herald is running"
     );
+    let store = open_store(&config, &options)?;
     let streams = start_streams(
         &config,
         &url_for_streams,
-        &options,
+        store.clone(),
         &incoming_tx,
         &stats,
         &shutdown,
-    )?;
+    );
+    let signed = store.filter(|_| !config.trust.keys.is_empty());
     drop(incoming_tx);
     let shared = Arc::new(Shared {
         presenter,
@@ -133,6 +137,7 @@ pub async fn run(
         stats: stats.clone(),
         config: RwLock::new(Arc::new(config)),
         streams,
+        signed,
     });
     let (questions, question_rx) = mpsc::unbounded_channel();
     let worker = tokio::spawn(dialog_worker(
@@ -393,16 +398,9 @@ fn spawn_sighup(reload: mpsc::UnboundedSender<()>, shutdown: CancellationToken) 
     });
 }
 
-/// Opens the handled-id store and starts a reader per stream, plus the XACK task.
-fn start_streams(
-    config: &Config,
-    url: &str,
-    options: &RunOptions,
-    out: &mpsc::Sender<Incoming>,
-    stats: &Arc<Stats>,
-    shutdown: &CancellationToken,
-) -> Result<Option<StreamState>, StartError> {
-    if config.streams.is_empty() {
+/// Opens the state store when streams or signed notifications need one.
+fn open_store(config: &Config, options: &RunOptions) -> Result<Option<Arc<Store>>, StartError> {
+    if config.streams.is_empty() && config.trust.keys.is_empty() {
         return Ok(None);
     }
     let dir = options
@@ -415,6 +413,19 @@ fn start_streams(
         Ok(_) => {}
         Err(e) => warn!(error = %e, "cannot prune the state store"),
     }
+    Ok(Some(Arc::new(store)))
+}
+
+/// Starts a reader per stream, plus the XACK task.
+fn start_streams(
+    config: &Config,
+    url: &str,
+    store: Option<Arc<Store>>,
+    out: &mpsc::Sender<Incoming>,
+    stats: &Arc<Stats>,
+    shutdown: &CancellationToken,
+) -> Option<StreamState> {
+    let store = store.filter(|_| !config.streams.is_empty())?;
     let in_flight: InFlight = Default::default();
     let acker = Acker::spawn(
         url.to_owned(),
@@ -440,7 +451,7 @@ fn start_streams(
         ));
     }
     info!(store = %store.path().display(), streams = config.streams.len(), "stream delivery ready");
-    Ok(Some(StreamState { store, acker }))
+    Some(StreamState { store, acker })
 }
 
 fn start_rules(config: &Config) -> Result<Option<RulesHandle>, StartError> {
@@ -470,8 +481,20 @@ async fn handle(
             .as_ref()
             .map_or_else(message::new_id, |t| t.entry_id.clone())
     };
-    let note = match message::decode(&msg.payload, config.agent.max_payload_bytes, fresh_id) {
-        Ok(note) => note,
+    let (payload, signed_by) = match open_envelope(shared, &config, &msg) {
+        Ok(opened) => opened,
+        Err(e) => {
+            shared.stats.unverified.inc();
+            warn!(channel = %msg.channel, reason = %e, unverified = shared.stats.unverified.get(), "refused notification");
+            settle(shared, msg.ack.as_ref(), None);
+            return;
+        }
+    };
+    let note = match message::decode(&payload, config.agent.max_payload_bytes, fresh_id) {
+        Ok(mut note) => {
+            note.signed_by = signed_by;
+            note
+        }
         Err(e) => {
             shared.stats.invalid.inc();
             warn!(channel = %msg.channel, reason = %e, invalid = shared.stats.invalid.get(), "rejected payload");
@@ -490,6 +513,17 @@ async fn handle(
             Some(shown) => shown,
             None => return,
         },
+    };
+    // Once keys are configured, an unsigned question cannot open a modal dialog: it asks in a toast.
+    let route = if !config.trust.keys.is_empty()
+        && note.signed_by.is_none()
+        && note.kind.is_question()
+        && !config.trust.allow_unsigned_dialogs
+        && route != Some(Route::Silent)
+    {
+        Some(Route::Toast)
+    } else {
+        route
     };
     let delivery = Delivery {
         channel: msg.channel,
@@ -522,6 +556,51 @@ async fn handle(
         // this way only a kill in the microseconds between showing and recording repeats one.
         settle(shared, delivery.ack.as_ref(), Some(&delivery.note.id));
     }
+}
+
+/// Verifies a signed envelope (or lets an unsigned payload through where no signature is required);
+/// returns the notification bytes and the signing key id.
+fn open_envelope<'a>(
+    shared: &Shared,
+    config: &Config,
+    msg: &'a Incoming,
+) -> Result<(std::borrow::Cow<'a, [u8]>, Option<String>), crate::trust::TrustError> {
+    use std::borrow::Cow;
+    let plain = Ok((Cow::Borrowed(msg.payload.as_slice()), None));
+    if config.trust.keys.is_empty() || msg.payload.len() > config.agent.max_payload_bytes {
+        return plain; // decoding reports oversized payloads
+    }
+    let required = config.trust.required.is_match(&msg.channel);
+    let Ok(json) = serde_json::from_slice::<serde_json::Value>(&msg.payload) else {
+        return plain; // decoding reports why it is not JSON
+    };
+    if !crate::trust::looks_signed(&json) {
+        return if required {
+            Err(crate::trust::TrustError::Unsigned)
+        } else {
+            plain
+        };
+    }
+    let now = Timestamp::now().as_second();
+    let verified = crate::trust::verify(
+        json,
+        &config.trust.keys,
+        now,
+        config.trust.max_skew.as_secs() as i64,
+    )?;
+    if let Some(store) = &shared.signed {
+        let key = format!("signed:{}", verified.id);
+        if store.is_handled(&key).unwrap_or(false) {
+            return Err(crate::trust::TrustError::Replay(verified.id));
+        }
+        if let Err(e) = store.mark_handled(&key) {
+            warn!(error = %e, "cannot record a signed id; a replay after a restart would not be caught");
+        }
+    }
+    Ok((
+        Cow::Owned(verified.payload.into_bytes()),
+        Some(verified.kid),
+    ))
 }
 
 /// A stream entry whose id was handled before (a re-delivery, or a publisher's retried XADD) is
@@ -650,6 +729,7 @@ fn apply_effects(shared: &Shared, effects: Effects, failures: &[RuleFailure]) {
                 priority: n.priority,
                 expires_at: None,
                 extra: serde_json::Map::new(),
+                signed_by: None,
             },
             route: None,
             ack: None,
@@ -721,8 +801,15 @@ fn answer(shared: &Shared, delivery: &Delivery, response: Answer, by: AnsweredBy
     shared.presenter.answered(note, response, &by);
     info!(id = %note.id, response = response.as_str(), answered_by = by.as_str(), "answered");
     if let Some(channel) = &note.reply_channel {
-        let reply = Response::new(&shared.config().agent.hostname, note, response, by);
-        shared.replier.send(channel, &reply);
+        let config = shared.config();
+        if config.agent.reply_allow.is_match(channel) {
+            let reply = Response::new(&config.agent.hostname, note, response, by);
+            shared.replier.send(channel, &reply);
+        } else {
+            shared.stats.replies_refused.inc();
+            warn!(id = %note.id, channel = %channel, allowed = ?config.agent.reply_allow.patterns,
+                  "reply channel not in [agent] reply_allow; no reply sent");
+        }
     }
     let event = if response == Answer::Expired {
         "expired"

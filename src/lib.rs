@@ -20,6 +20,7 @@
 //! - [`presence`]: the `herald:agent:<host>` keys that say who is listening.
 //! - [`stats`]: per-message failure counters.
 //! - [`store`]: handled stream ids on disk, so a re-delivered entry is not shown twice.
+//! - [`trust`]: Ed25519 signed envelopes: signing, verifying, keys.
 
 pub mod agent;
 pub mod cli;
@@ -33,3 +34,4 @@ pub mod rules;
 pub mod source;
 pub mod stats;
 pub mod store;
+pub mod trust;

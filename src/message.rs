@@ -123,6 +123,8 @@ pub struct Notification {
     pub expires_at: Option<Timestamp>,
     /// Every other field the publisher sent, kept for rules (reserved names removed).
     pub extra: Map<String, Value>,
+    /// The key id that signed it, when it came in a verified envelope; never from the payload.
+    pub signed_by: Option<String>,
 }
 
 impl Notification {
@@ -206,6 +208,7 @@ pub fn decode(
         priority: take(&mut fields, "priority")?.unwrap_or_default(),
         expires_at: take(&mut fields, "expires_at")?,
         extra: fields,
+        signed_by: None,
     };
     for reserved in RESERVED_FIELDS {
         note.extra.remove(reserved);

@@ -22,6 +22,7 @@ impl Counter {
 pub struct Stats {
     pub received: Counter,
     pub invalid: Counter,
+    pub unverified: Counter,
     pub dropped: Counter,
     pub silenced: Counter,
     pub rule_errors: Counter,
@@ -42,6 +43,7 @@ impl Stats {
         let pairs = [
             ("received", &self.received),
             ("invalid", &self.invalid),
+            ("unverified", &self.unverified),
             ("dropped", &self.dropped),
             ("silenced", &self.silenced),
             ("rule_errors", &self.rule_errors),

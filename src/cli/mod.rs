@@ -5,6 +5,7 @@
 
 mod agents;
 mod check;
+mod keygen;
 mod publish;
 mod rules;
 mod run;
@@ -39,6 +40,8 @@ enum Command {
     /// Test rules, or trace one message through them.
     #[command(subcommand)]
     Rules(rules::Command),
+    /// Make a key pair for signing notifications.
+    Keygen(keygen::Args),
     /// List the agents that are running now (their presence keys in Redis).
     Agents(agents::AgentsArgs),
     /// Print a stream's recent notifications (read-only: acknowledges nothing).
@@ -73,6 +76,7 @@ pub fn main() -> ExitCode {
         Command::Publish(args) => publish::run(args),
         Command::Rules(command) => rules::run(command),
         Command::Agents(args) => agents::agents(args),
+        Command::Keygen(args) => keygen::run(args),
         Command::Replay(args) => agents::replay(args),
     };
     match result {

@@ -72,6 +72,12 @@ pub struct Args {
     /// that names the live agents that never got the message
     #[arg(long, requires = "wait")]
     track: bool,
+    /// Sign with this private key file (from `herald keygen`)
+    #[arg(long, value_name = "KEYFILE")]
+    sign: Option<PathBuf>,
+    /// Key id to sign as [default: the key file's name without .key]
+    #[arg(long, requires = "sign")]
+    kid: Option<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -116,7 +122,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (true, Some(existing)) => Some(existing.to_owned()),
         (false, _) => None,
     };
-    let payload = serde_json::to_string(&doc)?;
+    let mut payload = serde_json::to_string(&doc)?;
+    if let Some(keyfile) = &args.sign {
+        payload = signed(&payload, &id, keyfile, args.kid.as_deref())?;
+    }
     let runtime = super::runtime()?;
     runtime.block_on(async {
         let client = redis::Client::open(url.as_str())?;
@@ -165,6 +174,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Wraps `payload` in a signed envelope.
+fn signed(
+    payload: &str,
+    id: &str,
+    keyfile: &std::path::Path,
+    kid: Option<&str>,
+) -> anyhow::Result<String> {
+    let text = std::fs::read_to_string(keyfile)
+        .with_context(|| format!("cannot read {}", keyfile.display()))?;
+    let key = crate::trust::read_private_key(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", keyfile.display()))?;
+    let kid = match kid {
+        Some(k) => k.to_owned(),
+        None => keyfile
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
+    let envelope = crate::trust::sign(&key, &kid, id, jiff::Timestamp::now().as_second(), payload);
+    Ok(serde_json::to_string(&envelope)?)
 }
 
 /// PUBLISHes or XADDs the payload; says where it went.

@@ -20,7 +20,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use error::Collector;
 pub use error::{ConfigError, ConfigErrors};
-use raw::{RawAgent, RawConfig, RawPresenter, RawRedis, RawRules, RawSubscribe};
+use raw::{RawAgent, RawConfig, RawPresenter, RawRedis, RawRules, RawSubscribe, RawTrust};
 pub use rules::{OnError, RulesConfig, globs as globs_for};
 pub use subscribe::{Group, StreamStart, StreamSubscription};
 
@@ -42,6 +42,27 @@ pub struct Config {
     pub streams: Vec<StreamSubscription>,
     pub presenter: PresenterConfig,
     pub rules: RulesConfig,
+    pub trust: TrustConfig,
+}
+
+/// `[trust]` and the per-subscription `require_signature`.
+#[derive(Debug, Clone, Default)]
+pub struct TrustConfig {
+    pub keys: crate::trust::Keyring,
+    /// How far a signed notification's `ts` may be from now.
+    pub max_skew: Duration,
+    /// Whether unsigned questions may open a modal dialog once keys are configured.
+    pub allow_unsigned_dialogs: bool,
+    /// Channels, patterns and streams whose messages must be signed.
+    pub required: globset::GlobSet,
+}
+
+impl PartialEq for TrustConfig {
+    fn eq(&self, other: &Self) -> bool {
+        self.keys == other.keys
+            && self.max_skew == other.max_skew
+            && self.allow_unsigned_dialogs == other.allow_unsigned_dialogs
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -54,6 +75,8 @@ pub struct AgentConfig {
     pub timezone: jiff::tz::TimeZone,
     /// Where receipts go for notifications that name no `receipt_channel` of their own.
     pub receipt_channel: Option<String>,
+    /// Channels answers may be published to (globs); default `replies:*`.
+    pub reply_allow: rules::Globs,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -158,11 +181,12 @@ fn check_sections<'i>(doc: &Spanned<DeTable<'i>>, out: &mut Collector<'_>) -> De
             "presenter" => check::table::<RawPresenter>(value, name, out),
             "subscribe" => check::array_of_tables::<RawSubscribe>(value, name, out),
             "rules" => check::table::<RawRules>(value, name, out),
+            "trust" => check::table::<RawTrust>(value, name, out),
             _ => {
                 out.push(
                     Some(key.span()),
                     name,
-                    "unknown section, expected one of `agent`, `redis`, `subscribe`, `presenter`, `rules`",
+                    "unknown section, expected one of `agent`, `redis`, `subscribe`, `presenter`, `rules`, `trust`",
                 );
                 None
             }
@@ -178,9 +202,12 @@ fn check_sections<'i>(doc: &Spanned<DeTable<'i>>, out: &mut Collector<'_>) -> De
 fn validate(path: &Path, raw: RawConfig, out: &mut Collector<'_>) -> Config {
     let agent = validate_agent(raw.agent.unwrap_or_default(), out);
     let redis = validate_redis(raw.redis.unwrap_or_default(), out);
+    let raw_required = subscribe::names_requiring_signature(raw.subscribe.as_ref());
     let (subscriptions, streams) = subscribe::validate(raw.subscribe, &agent.hostname, out);
     let presenter = validate_presenter(raw.presenter.unwrap_or_default(), out);
     let rules = rules::validate(path, raw.rules.unwrap_or_default(), out);
+    let required = subscribe::signature_required(raw_required.as_slice());
+    let trust = validate_trust(raw.trust.unwrap_or_default(), required, out);
     Config {
         path: path.to_owned(),
         agent,
@@ -189,6 +216,45 @@ fn validate(path: &Path, raw: RawConfig, out: &mut Collector<'_>) -> Config {
         streams,
         presenter,
         rules,
+        trust,
+    }
+}
+
+fn validate_trust(
+    raw: RawTrust,
+    required: globset::GlobSet,
+    out: &mut Collector<'_>,
+) -> TrustConfig {
+    let keys = match raw.keys {
+        None => crate::trust::Keyring::default(),
+        Some(k) => {
+            let span = k.span();
+            let pairs: Vec<(String, String)> = k.into_inner().into_iter().collect();
+            crate::trust::Keyring::from_base64(&pairs).unwrap_or_else(|e| {
+                out.push(Some(span), "trust.keys", e);
+                crate::trust::Keyring::default()
+            })
+        }
+    };
+    let max_skew = match raw.max_skew {
+        None => Duration::from_secs(300),
+        Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|e| {
+            out.push(Some(v.span()), "trust.max_skew", e);
+            Duration::from_secs(300)
+        }),
+    };
+    if keys.is_empty() && !required.is_empty() {
+        out.push(
+            None,
+            "trust.keys",
+            "a subscription has require_signature = true, but [trust] keys lists no key",
+        );
+    }
+    TrustConfig {
+        keys,
+        max_skew,
+        allow_unsigned_dialogs: raw.allow_unsigned_dialogs.unwrap_or(false),
+        required,
     }
 }
 
@@ -236,6 +302,16 @@ fn validate_agent(raw: RawAgent, out: &mut Collector<'_>) -> AgentConfig {
         max_payload_bytes,
         timezone,
         receipt_channel: raw.receipt_channel.filter(|c| !c.is_empty()),
+        reply_allow: {
+            let patterns: Vec<String> = match raw.reply_allow {
+                None => vec!["replies:*".to_owned()],
+                Some(list) => list.into_iter().map(Spanned::into_inner).collect(),
+            };
+            rules::Globs::new(patterns).unwrap_or_else(|e| {
+                out.push(None, "agent.reply_allow", format!("bad glob: {e}"));
+                rules::Globs::new(Vec::new()).expect("no globs")
+            })
+        },
     }
 }
 

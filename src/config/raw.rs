@@ -13,6 +13,7 @@ pub struct RawConfig {
     pub subscribe: Option<Spanned<Vec<Spanned<RawSubscribe>>>>,
     pub presenter: Option<RawPresenter>,
     pub rules: Option<RawRules>,
+    pub trust: Option<RawTrust>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -23,6 +24,7 @@ pub struct RawAgent {
     pub max_payload_bytes: Option<Spanned<i64>>,
     pub timezone: Option<Spanned<String>>,
     pub receipt_channel: Option<String>,
+    pub reply_allow: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -43,6 +45,7 @@ pub struct RawSubscribe {
     pub group: Option<Spanned<String>>,
     pub start: Option<Spanned<String>>,
     pub claim_idle: Option<Spanned<String>>,
+    pub require_signature: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -63,4 +66,12 @@ pub struct RawRules {
     pub memory_mb: Option<Spanned<i64>>,
     pub tick_s: Option<Spanned<i64>>,
     pub publish_allow: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrust {
+    pub keys: Option<Spanned<std::collections::BTreeMap<String, String>>>,
+    pub max_skew: Option<Spanned<String>>,
+    pub allow_unsigned_dialogs: Option<bool>,
 }

@@ -140,3 +140,29 @@ fn expand(base: &Path, path: &str) -> PathBuf {
         base.join(path)
     }
 }
+
+/// Compiled globs that compare equal when written the same (for config diffs).
+#[derive(Debug, Clone)]
+pub struct Globs {
+    pub patterns: Vec<String>,
+    set: GlobSet,
+}
+
+impl Globs {
+    pub fn new(patterns: Vec<String>) -> Result<Globs, globset::Error> {
+        Ok(Globs {
+            set: globs(&patterns)?,
+            patterns,
+        })
+    }
+
+    pub fn is_match(&self, name: &str) -> bool {
+        self.set.is_match(name)
+    }
+}
+
+impl PartialEq for Globs {
+    fn eq(&self, other: &Self) -> bool {
+        self.patterns == other.patterns
+    }
+}

@@ -197,3 +197,27 @@ fn is_entry_id(id: &str) -> bool {
         && !seq.is_empty()
         && seq.bytes().all(|b| b.is_ascii_digit())
 }
+
+/// The channel names, patterns and streams of entries with `require_signature = true`.
+pub(super) fn names_requiring_signature(
+    raw: Option<&Spanned<Vec<Spanned<RawSubscribe>>>>,
+) -> Vec<String> {
+    raw.map(|r| r.get_ref().as_slice())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| e.get_ref())
+        .filter(|e| e.require_signature == Some(true))
+        .filter_map(|e| {
+            e.channel
+                .as_ref()
+                .or(e.pattern.as_ref())
+                .or(e.stream.as_ref())
+        })
+        .map(|n| n.get_ref().clone())
+        .collect()
+}
+
+/// A matcher for those names; a pattern subscription's glob matches the channels it receives.
+pub(super) fn signature_required(names: &[String]) -> globset::GlobSet {
+    super::rules::globs(names).unwrap_or_else(|_| globset::GlobSet::empty())
+}

@@ -114,6 +114,7 @@ impl Presenter {
                     priority: crate::message::Priority::Normal,
                     expires_at: None,
                     extra: serde_json::Map::new(),
+                    signed_by: None,
                 },
                 route: None,
                 ack: None,

@@ -1,7 +1,7 @@
 //! A notification as rules see it: one Lua table per message, made once and handed from rule to rule,
 //! and read back into a [`Notification`] when the rules are done.
 //!
-//! `id` and `channel` are read-only: a rule may change anything else, and what it writes is checked as
+//! `id`, `channel` and `signed_by` are read-only: a rule may change anything else, and what it writes is checked as
 //! strictly as a publisher's payload (a rule cannot produce a notification a publisher could not send).
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
@@ -64,6 +64,9 @@ pub fn to_table(lua: &Lua, channel: &str, note: &Notification) -> mlua::Result<T
     if let Some(at) = note.expires_at {
         t.raw_set("expires_at", at.to_string())?;
     }
+    if let Some(kid) = &note.signed_by {
+        t.raw_set("signed_by", kid.as_str())?;
+    }
     Ok(t)
 }
 
@@ -94,6 +97,7 @@ pub fn from_table(
             ),
         },
         extra: serde_json::Map::new(),
+        signed_by: original.signed_by.clone(),
     };
     let route = match string(t, "route")? {
         None => None,

@@ -52,6 +52,7 @@ fn note(title: &str) -> Notification {
         priority: Priority::Normal,
         expires_at: None,
         extra: serde_json::Map::new(),
+        signed_by: None,
     }
 }
 

@@ -13,3 +13,4 @@ mod reconnect;
 mod reload;
 mod rules;
 mod streams;
+mod trust;

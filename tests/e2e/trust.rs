@@ -1,0 +1,187 @@
+//! Signed notifications, keys, and replies that cannot be redirected.
+
+use serde_json::json;
+
+use crate::util::{Agent, Redis, herald, note};
+
+fn signed_config(public_line: &str) -> String {
+    format!(
+        "[agent]\nhostname = \"ws\"\n\n[presenter]\nkind = \"console\"\n\n[[subscribe]]\nchannel = \"signed\"\nrequire_signature = true\n\n[[subscribe]]\nchannel = \"open\"\n\n[trust]\nkeys = {{ {public_line} }}\n"
+    )
+}
+
+fn keygen(dir: &std::path::Path, name: &str) -> (std::path::PathBuf, String) {
+    let out = herald(dir)
+        .current_dir(dir)
+        .args(["keygen", "--name", name])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        dir.join(format!("{name}.key")),
+        String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+    )
+}
+
+#[test]
+fn keygen_writes_a_private_key_only_its_owner_reads_and_never_overwrites_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (path, line) = keygen(dir.path(), "ops");
+    assert!(
+        line.starts_with("ops = \"") && line.ends_with('"'),
+        "{line}"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let again = herald(dir.path())
+        .current_dir(dir.path())
+        .args(["keygen", "--name", "ops"])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("never overwritten"));
+}
+
+#[test]
+fn only_valid_signed_notifications_are_shown_where_a_signature_is_required() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (keyfile, line) = keygen(dir.path(), "ops");
+    let mut agent = Agent::start(&redis, &signed_config(&line));
+
+    // A valid signed notification, through `herald publish --sign`.
+    let out = herald(dir.path())
+        .args([
+            "publish",
+            "--url",
+            &redis.url(),
+            "--channel",
+            "signed",
+            "--title",
+            "signed ok",
+            "--message",
+            "m",
+            "--id",
+            "s1",
+        ])
+        .arg("--sign")
+        .arg(&keyfile)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    agent.expect_shown("signed ok");
+
+    let key = herald::trust::read_private_key(&std::fs::read_to_string(&keyfile).unwrap()).unwrap();
+    let now = jiff::Timestamp::now().as_second();
+    let envelope = |id: &str, ts: i64, kid: &str| {
+        let payload =
+            json!({"id": id, "title": format!("forged {id}"), "message": "m"}).to_string();
+        serde_json::to_value(herald::trust::sign(&key, kid, id, ts, &payload)).unwrap()
+    };
+    let mut tampered = envelope("t1", now, "ops");
+    tampered["payload"] = json!({"id": "t1", "title": "forged t1", "message": "pay here"})
+        .to_string()
+        .into();
+    let other = herald::trust::generate().unwrap();
+    let wrong_key = serde_json::to_value(herald::trust::sign(
+        &other,
+        "ops",
+        "w1",
+        now,
+        &json!({"id": "w1", "title": "forged w1", "message": "m"}).to_string(),
+    ))
+    .unwrap();
+    let cases = [
+        (tampered, "bad signature"),
+        (wrong_key, "bad signature"),
+        (envelope("u1", now, "eve"), "unknown key id `eve`"),
+        (
+            envelope("o1", now - 301, "ops"),
+            "outside the allowed 300 s",
+        ),
+        (
+            json!({"id": "p1", "title": "forged p1", "message": "plain"}),
+            "requires a signature",
+        ),
+    ];
+    for (payload, reason) in cases {
+        redis.publish("signed", payload.to_string());
+        let log = agent.expect_log("refused notification");
+        assert!(log.contains(reason), "expected {reason:?}: {log}");
+    }
+    // A replay of the valid message, now and after a restart.
+    let valid = envelope("r1", now, "ops").to_string();
+    redis.publish("signed", valid.clone());
+    agent.expect_shown("forged r1");
+    redis.publish("signed", valid.clone());
+    assert!(agent.expect_log("refused notification").contains("replay"));
+    agent.crash_and_restart();
+    agent.expect_log("subscribed");
+    redis.publish("signed", valid);
+    assert!(agent.expect_log("refused notification").contains("replay"));
+    // Unsigned is still fine where no signature is required.
+    redis.publish("open", note("plain and open", json!({})));
+    agent.expect_shown("plain and open");
+    let forged = agent
+        .seen
+        .iter()
+        .filter(|l| l.contains("forged") && !l.contains("forged r1"))
+        .count();
+    assert_eq!(forged, 0, "{:#?}", agent.seen);
+}
+
+#[test]
+fn a_reply_channel_outside_the_allow_list_gets_no_reply() {
+    let redis = Redis::start();
+    let mut agent = Agent::start(
+        &redis,
+        &crate::util::config("ws", &[r#"channel = "notifications""#]),
+    );
+    let mut fine = redis.subscribe("replies:ok");
+    // A loop back onto the notification channel, another host's channel, and an allowed one.
+    for (id, channel) in [
+        ("a", "notifications"),
+        ("b", "hosts:other"),
+        ("c", "replies:ok"),
+    ] {
+        redis.publish(
+            "notifications",
+            note(
+                id,
+                json!({"id": id, "type": "OK", "reply_channel": channel}),
+            ),
+        );
+        agent.expect_shown(id);
+        agent.answer("ok");
+    }
+    assert_eq!(fine.next_json()["id"], "c");
+    assert!(agent.terminate().success());
+    let summary = agent
+        .logs
+        .iter()
+        .find(|l| l.contains("stopped"))
+        .expect("summary");
+    assert!(
+        summary.contains("replies_sent=1 ") && summary.contains("replies_refused=2 "),
+        "{summary}"
+    );
+    assert_eq!(
+        agent
+            .logs
+            .iter()
+            .filter(|l| l.contains("not in [agent] reply_allow"))
+            .count(),
+        2
+    );
+}

@@ -36,7 +36,7 @@ enum Command {
     /// Validate a config file and report every error in it.
     Check(check::Args),
     /// Publish a notification (and optionally wait for the answers).
-    Publish(publish::Args),
+    Publish(Box<publish::Args>),
     /// Test rules, or trace one message through them.
     #[command(subcommand)]
     Rules(rules::Command),
@@ -73,7 +73,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::run(args),
         Command::Check(args) => check::run(args),
-        Command::Publish(args) => publish::run(args),
+        Command::Publish(args) => publish::run(*args),
         Command::Rules(command) => rules::run(command),
         Command::Agents(args) => agents::agents(args),
         Command::Keygen(args) => keygen::run(args),

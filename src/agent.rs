@@ -63,6 +63,8 @@ struct Shared {
     streams: Option<StreamState>,
     /// Ids of accepted signed notifications (replay protection across restarts), in the same store.
     signed: Option<Arc<Store>>,
+    /// Per-publisher flood control, when `[flood]` is configured.
+    flood: std::sync::Mutex<Option<crate::flood::Flood>>,
 }
 
 struct StreamState {
@@ -114,6 +116,9 @@ pub async fn run(
         shutdown.clone(),
     ));
     let mut tick = tick_interval(config.rules.tick).await;
+    let flood = config.flood.clone().map(crate::flood::Flood::new);
+    let mut flood_summary =
+        tick_interval(config.flood.as_ref().map_or(Duration::from_secs(60), |f| f.summary_every)).await;
     info!(
         hostname = %config.agent.hostname,
         config = %config.path.display(),
@@ -138,6 +143,7 @@ pub async fn run(
         config: RwLock::new(Arc::new(config)),
         streams,
         signed,
+        flood: std::sync::Mutex::new(flood),
     });
     let (questions, question_rx) = mpsc::unbounded_channel();
     let worker = tokio::spawn(dialog_worker(
@@ -170,6 +176,7 @@ pub async fn run(
                 Some(msg) => handle(&shared, agent.rules.as_ref(), &questions, msg).await,
                 None => break,
             },
+            _ = flood_summary.tick() => summarise_flood(&shared),
             _ = tick.tick(), if agent.rules.is_some() => {
                 if let Some(rules) = &agent.rules {
                     match rules.tick().await {
@@ -258,6 +265,14 @@ impl Agent {
         });
         if let Some(watcher) = &mut self.watcher {
             watcher.follow(&next);
+        }
+        {
+            let mut flood = self.shared.flood.lock().unwrap_or_else(|p| p.into_inner());
+            match (flood.as_mut(), &next.flood) {
+                (Some(f), Some(c)) => f.reconfigure(c.clone()),
+                (None, Some(c)) => *flood = Some(crate::flood::Flood::new(c.clone())),
+                (_, None) => *flood = None,
+            }
         }
         let tick = (next.rules.tick != old.rules.tick).then_some(next.rules.tick);
         *self
@@ -505,6 +520,11 @@ async fn handle(
     if already_handled(shared, &note, msg.ack.as_ref()) {
         return;
     }
+    if !admitted(shared, &note, &msg.channel) {
+        receipt(shared, &note, "dropped", None);
+        settle(shared, msg.ack.as_ref(), Some(&note.id));
+        return;
+    }
     receipt(shared, &note, "delivered", None);
     let (note, route) = match rules {
         None => (note, None),
@@ -601,6 +621,37 @@ fn open_envelope<'a>(
         Cow::Owned(verified.payload.into_bytes()),
         Some(verified.kid),
     ))
+}
+
+/// Flood control: whether this publisher is still under its rate.
+fn admitted(shared: &Shared, note: &Notification, channel: &str) -> bool {
+    let mut flood = shared.flood.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(flood) = flood.as_mut() else {
+        return true;
+    };
+    let publisher = match &note.signed_by {
+        Some(kid) => format!("key {kid}"),
+        None => format!("channel {channel}"),
+    };
+    if flood.admit(&publisher, Timestamp::now()) {
+        return true;
+    }
+    shared.stats.suppressed.inc();
+    debug!(id = %note.id, %publisher, "suppressed by flood control");
+    false
+}
+
+/// Shows one "N notifications suppressed from X" notice per publisher held back since the last one.
+fn summarise_flood(shared: &Shared) {
+    let summaries = match shared.flood.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+        Some(flood) => flood.take_summaries(),
+        None => return,
+    };
+    for (publisher, n) in summaries {
+        let text = format!("{n} notification{} suppressed from {publisher}", if n == 1 { "" } else { "s" });
+        info!(%publisher, suppressed = n, "{text}");
+        shared.presenter.notice(&text);
+    }
 }
 
 /// A stream entry whose id was handled before (a re-delivery, or a publisher's retried XADD) is

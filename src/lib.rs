@@ -16,6 +16,7 @@
 //! - [`present`]: presenters (console, null) and the one-question-at-a-time dialog half.
 //! - [`reply`]: publishing responses with retry, at most one per notification id.
 //! - [`agent`]: the wiring of `herald run` and its shutdown order.
+//! - [`flood`]: per-publisher token buckets and suppression summaries.
 //! - [`lock`]: one agent per user and config.
 //! - [`presence`]: the `herald:agent:<host>` keys that say who is listening.
 //! - [`stats`]: per-message failure counters.
@@ -25,6 +26,7 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod flood;
 pub mod lock;
 pub mod message;
 pub mod presence;

@@ -20,7 +20,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use error::Collector;
 pub use error::{ConfigError, ConfigErrors};
-use raw::{RawAgent, RawConfig, RawPresenter, RawRedis, RawRules, RawSubscribe, RawTrust};
+use raw::{RawAgent, RawConfig, RawFlood, RawPresenter, RawRedis, RawRules, RawSubscribe, RawTrust};
 pub use rules::{OnError, RulesConfig, globs as globs_for};
 pub use subscribe::{Group, StreamStart, StreamSubscription};
 
@@ -43,6 +43,17 @@ pub struct Config {
     pub presenter: PresenterConfig,
     pub rules: RulesConfig,
     pub trust: TrustConfig,
+    /// Per-publisher flood control; `None` when `[flood]` is absent.
+    pub flood: Option<FloodConfig>,
+}
+
+/// `[flood]`: a token bucket per publisher (signing key id, or channel when unsigned).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloodConfig {
+    pub burst: u32,
+    pub per_second: f64,
+    /// How often "N notifications suppressed from X" is shown.
+    pub summary_every: Duration,
 }
 
 /// `[trust]` and the per-subscription `require_signature`.
@@ -182,11 +193,12 @@ fn check_sections<'i>(doc: &Spanned<DeTable<'i>>, out: &mut Collector<'_>) -> De
             "subscribe" => check::array_of_tables::<RawSubscribe>(value, name, out),
             "rules" => check::table::<RawRules>(value, name, out),
             "trust" => check::table::<RawTrust>(value, name, out),
+            "flood" => check::table::<RawFlood>(value, name, out),
             _ => {
                 out.push(
                     Some(key.span()),
                     name,
-                    "unknown section, expected one of `agent`, `redis`, `subscribe`, `presenter`, `rules`, `trust`",
+                    "unknown section, expected one of `agent`, `redis`, `subscribe`, `presenter`, `rules`, `trust`, `flood`",
                 );
                 None
             }
@@ -217,7 +229,34 @@ fn validate(path: &Path, raw: RawConfig, out: &mut Collector<'_>) -> Config {
         presenter,
         rules,
         trust,
+        flood: raw.flood.map(|f| validate_flood(f, out)),
     }
+}
+
+fn validate_flood(raw: RawFlood, out: &mut Collector<'_>) -> FloodConfig {
+    let burst = match raw.burst {
+        None => 20,
+        Some(b) => u32::try_from(*b.get_ref()).ok().filter(|b| *b >= 1).unwrap_or_else(|| {
+            out.push(Some(b.span()), "flood.burst", "must be a whole number of at least 1");
+            20
+        }),
+    };
+    let per_second = match raw.per_second {
+        None => 1.0,
+        Some(r) if *r.get_ref() > 0.0 && r.get_ref().is_finite() => *r.get_ref(),
+        Some(r) => {
+            out.push(Some(r.span()), "flood.per_second", "must be a positive number");
+            1.0
+        }
+    };
+    let summary_every = match raw.summary_every {
+        None => Duration::from_secs(60),
+        Some(v) => parse_duration(v.get_ref()).unwrap_or_else(|e| {
+            out.push(Some(v.span()), "flood.summary_every", e);
+            Duration::from_secs(60)
+        }),
+    };
+    FloodConfig { burst, per_second, summary_every }
 }
 
 fn validate_trust(

@@ -14,6 +14,7 @@ pub struct RawConfig {
     pub presenter: Option<RawPresenter>,
     pub rules: Option<RawRules>,
     pub trust: Option<RawTrust>,
+    pub flood: Option<RawFlood>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -74,4 +75,12 @@ pub struct RawTrust {
     pub keys: Option<Spanned<std::collections::BTreeMap<String, String>>>,
     pub max_skew: Option<Spanned<String>>,
     pub allow_unsigned_dialogs: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFlood {
+    pub burst: Option<Spanned<i64>>,
+    pub per_second: Option<Spanned<f64>>,
+    pub summary_every: Option<Spanned<String>>,
 }

@@ -185,3 +185,29 @@ fn a_reply_channel_outside_the_allow_list_gets_no_reply() {
         2
     );
 }
+
+#[test]
+fn a_flooding_publisher_is_held_to_its_rate_summarised_once_and_others_are_unaffected() {
+    let redis = Redis::start();
+    let mut cfg = crate::util::config("ws", &[r#"channel = "noisy""#, r#"channel = "calm""#]);
+    cfg.push_str("[flood]\nburst = 20\nper_second = 5\nsummary_every = \"1s\"\n");
+    let mut agent = Agent::start(&redis, &cfg);
+    let started = std::time::Instant::now();
+    let mut pipe = redis::pipe();
+    for i in 0..2000 {
+        pipe.cmd("PUBLISH").arg("noisy").arg(note(&format!("flood {i}"), json!({}))).ignore();
+    }
+    pipe.exec(&mut redis.conn()).unwrap();
+    redis.publish("calm", note("calm one", json!({})));
+    agent.expect_shown("calm one");
+    let elapsed = started.elapsed().as_secs_f64();
+    let notice = agent.expect_line("a suppression notice", |j| j["event"] == "notice");
+    let text = notice["text"].as_str().unwrap();
+    assert!(text.ends_with("suppressed from channel noisy"), "{text}");
+    let flooded = agent.seen.iter().filter(|l| l.contains(r#""title":"flood "#)).count();
+    let bound = 20.0 + 5.0 * elapsed;
+    assert!(flooded as f64 <= bound, "{flooded} shown in {elapsed:.2} s, bound {bound:.1}");
+    let suppressed: usize = text.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(suppressed + flooded <= 2000 && suppressed >= 2000 - bound as usize - 1, "{text}");
+    eprintln!("flood: 2000 published in {elapsed:.2} s, {flooded} shown, {suppressed} summarised in one notice");
+}

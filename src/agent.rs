@@ -117,8 +117,13 @@ pub async fn run(
     ));
     let mut tick = tick_interval(config.rules.tick).await;
     let flood = config.flood.clone().map(crate::flood::Flood::new);
-    let mut flood_summary =
-        tick_interval(config.flood.as_ref().map_or(Duration::from_secs(60), |f| f.summary_every)).await;
+    let mut flood_summary = tick_interval(
+        config
+            .flood
+            .as_ref()
+            .map_or(Duration::from_secs(60), |f| f.summary_every),
+    )
+    .await;
     info!(
         hostname = %config.agent.hostname,
         config = %config.path.display(),
@@ -643,12 +648,20 @@ fn admitted(shared: &Shared, note: &Notification, channel: &str) -> bool {
 
 /// Shows one "N notifications suppressed from X" notice per publisher held back since the last one.
 fn summarise_flood(shared: &Shared) {
-    let summaries = match shared.flood.lock().unwrap_or_else(|p| p.into_inner()).as_mut() {
+    let summaries = match shared
+        .flood
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_mut()
+    {
         Some(flood) => flood.take_summaries(),
         None => return,
     };
     for (publisher, n) in summaries {
-        let text = format!("{n} notification{} suppressed from {publisher}", if n == 1 { "" } else { "s" });
+        let text = format!(
+            "{n} notification{} suppressed from {publisher}",
+            if n == 1 { "" } else { "s" }
+        );
         info!(%publisher, suppressed = n, "{text}");
         shared.presenter.notice(&text);
     }

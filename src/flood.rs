@@ -76,7 +76,10 @@ mod tests {
                     admitted += 1;
                 }
                 let bound = f64::from(burst) + rate * (ms as f64 / 1000.0);
-                assert!(f64::from(admitted) <= bound + 1e-9, "burst {burst}, rate {rate}: {admitted} > {bound} at {ms} ms");
+                assert!(
+                    f64::from(admitted) <= bound + 1e-9,
+                    "burst {burst}, rate {rate}: {admitted} > {bound} at {ms} ms"
+                );
             }
             let summaries = f.take_summaries();
             assert_eq!(summaries.len(), 1);

@@ -20,7 +20,9 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 
 use error::Collector;
 pub use error::{ConfigError, ConfigErrors};
-use raw::{RawAgent, RawConfig, RawFlood, RawPresenter, RawRedis, RawRules, RawSubscribe, RawTrust};
+use raw::{
+    RawAgent, RawConfig, RawFlood, RawPresenter, RawRedis, RawRules, RawSubscribe, RawTrust,
+};
 pub use rules::{OnError, RulesConfig, globs as globs_for};
 pub use subscribe::{Group, StreamStart, StreamSubscription};
 
@@ -236,16 +238,27 @@ fn validate(path: &Path, raw: RawConfig, out: &mut Collector<'_>) -> Config {
 fn validate_flood(raw: RawFlood, out: &mut Collector<'_>) -> FloodConfig {
     let burst = match raw.burst {
         None => 20,
-        Some(b) => u32::try_from(*b.get_ref()).ok().filter(|b| *b >= 1).unwrap_or_else(|| {
-            out.push(Some(b.span()), "flood.burst", "must be a whole number of at least 1");
-            20
-        }),
+        Some(b) => u32::try_from(*b.get_ref())
+            .ok()
+            .filter(|b| *b >= 1)
+            .unwrap_or_else(|| {
+                out.push(
+                    Some(b.span()),
+                    "flood.burst",
+                    "must be a whole number of at least 1",
+                );
+                20
+            }),
     };
     let per_second = match raw.per_second {
         None => 1.0,
         Some(r) if *r.get_ref() > 0.0 && r.get_ref().is_finite() => *r.get_ref(),
         Some(r) => {
-            out.push(Some(r.span()), "flood.per_second", "must be a positive number");
+            out.push(
+                Some(r.span()),
+                "flood.per_second",
+                "must be a positive number",
+            );
             1.0
         }
     };
@@ -256,7 +269,11 @@ fn validate_flood(raw: RawFlood, out: &mut Collector<'_>) -> FloodConfig {
             Duration::from_secs(60)
         }),
     };
-    FloodConfig { burst, per_second, summary_every }
+    FloodConfig {
+        burst,
+        per_second,
+        summary_every,
+    }
 }
 
 fn validate_trust(

@@ -195,7 +195,10 @@ fn a_flooding_publisher_is_held_to_its_rate_summarised_once_and_others_are_unaff
     let started = std::time::Instant::now();
     let mut pipe = redis::pipe();
     for i in 0..2000 {
-        pipe.cmd("PUBLISH").arg("noisy").arg(note(&format!("flood {i}"), json!({}))).ignore();
+        pipe.cmd("PUBLISH")
+            .arg("noisy")
+            .arg(note(&format!("flood {i}"), json!({})))
+            .ignore();
     }
     pipe.exec(&mut redis.conn()).unwrap();
     redis.publish("calm", note("calm one", json!({})));
@@ -204,10 +207,95 @@ fn a_flooding_publisher_is_held_to_its_rate_summarised_once_and_others_are_unaff
     let notice = agent.expect_line("a suppression notice", |j| j["event"] == "notice");
     let text = notice["text"].as_str().unwrap();
     assert!(text.ends_with("suppressed from channel noisy"), "{text}");
-    let flooded = agent.seen.iter().filter(|l| l.contains(r#""title":"flood "#)).count();
+    let flooded = agent
+        .seen
+        .iter()
+        .filter(|l| l.contains(r#""title":"flood "#))
+        .count();
     let bound = 20.0 + 5.0 * elapsed;
-    assert!(flooded as f64 <= bound, "{flooded} shown in {elapsed:.2} s, bound {bound:.1}");
+    assert!(
+        flooded as f64 <= bound,
+        "{flooded} shown in {elapsed:.2} s, bound {bound:.1}"
+    );
     let suppressed: usize = text.split_whitespace().next().unwrap().parse().unwrap();
-    assert!(suppressed + flooded <= 2000 && suppressed >= 2000 - bound as usize - 1, "{text}");
-    eprintln!("flood: 2000 published in {elapsed:.2} s, {flooded} shown, {suppressed} summarised in one notice");
+    assert!(
+        suppressed + flooded <= 2000 && suppressed >= 2000 - bound as usize - 1,
+        "{text}"
+    );
+    eprintln!(
+        "flood: 2000 published in {elapsed:.2} s, {flooded} shown, {suppressed} summarised in one notice"
+    );
+}
+
+/// The minimal ACL for agents that the README documents (pub/sub agents; streams add their own keys).
+pub const AGENT_ACL: &[&str] = &[
+    "herald-agent",
+    "on",
+    ">agent-secret",
+    "resetchannels",
+    "&notifications",
+    "&alerts:*",
+    "-@all",
+    "+ping",
+    "+hello",
+    "+auth",
+    "+subscribe",
+    "+psubscribe",
+    "+unsubscribe",
+    "+punsubscribe",
+    "(+publish resetchannels &replies:* &receipts:*)",
+    "(~herald:agent:* +set +del)",
+];
+
+#[test]
+fn an_agent_with_the_documented_least_privilege_acl_works_and_cannot_publish_notifications() {
+    let redis = Redis::start();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(AGENT_ACL)
+        .query(&mut redis.conn())
+        .unwrap();
+    let url = format!(
+        "redis://herald-agent:agent-secret@127.0.0.1:{}/",
+        redis.port
+    );
+    let cfg = crate::util::config(
+        "ws",
+        &[r#"channel = "notifications""#, r#"pattern = "alerts:*""#],
+    );
+    let mut agent = Agent::spawn_with_url(Some(&url), &cfg);
+    agent.expect_log("subscribed");
+    let mut replies = redis.subscribe("replies:acl");
+    redis.publish(
+        "alerts:db",
+        note(
+            "under acl",
+            json!({"type": "OK", "reply_channel": "replies:acl"}),
+        ),
+    );
+    agent.expect_shown("under acl");
+    agent.answer("ok");
+    assert_eq!(replies.next_json()["response"], "OK");
+    let presence: Option<String> = redis::cmd("GET")
+        .arg("herald:agent:ws")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(
+        presence.is_some_and(|p| p.contains("notifications")),
+        "presence key written under the ACL"
+    );
+    // The same user cannot publish a notification: no phishing from a stolen agent password.
+    let mut as_agent = redis::Client::open(url).unwrap().get_connection().unwrap();
+    let denied: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+        .arg("notifications")
+        .arg("{}")
+        .query(&mut as_agent);
+    let err = denied.unwrap_err();
+    assert_eq!(err.code(), Some("NOPERM"), "{err}");
+    assert!(agent.terminate().success());
+    assert!(
+        !agent.logs.iter().any(|l| l.contains("NOPERM")),
+        "the agent needed a command the ACL forbids: {:#?}",
+        agent.logs
+    );
 }

@@ -317,7 +317,7 @@ impl Agent {
                 ..Default::default()
             }));
         }
-        let files = rules::rule_files(&next.rules.packs)?;
+        let files = rules::config_rule_files(next)?;
         match &mut self.rules {
             Some(handle) => handle
                 .reload(rules::engine_config(next), files)
@@ -478,7 +478,7 @@ fn start_rules(config: &Config) -> Result<Option<RulesHandle>, StartError> {
     if config.rules.packs.is_empty() {
         return Ok(None);
     }
-    let files = rules::rule_files(&config.rules.packs).map_err(StartError::Rules)?;
+    let files = rules::config_rule_files(config).map_err(StartError::Rules)?;
     let handle =
         RulesHandle::spawn(rules::engine_config(config), files).map_err(StartError::Rules)?;
     info!(rules = ?handle.names(), "rules loaded");

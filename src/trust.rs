@@ -67,6 +67,21 @@ impl Keyring {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
     }
+
+    /// Verifies a base64 signature by key `kid` over `bytes`.
+    pub fn verify_bytes(&self, kid: &str, bytes: &[u8], sig_b64: &str) -> Result<(), TrustError> {
+        let key = self
+            .keys
+            .get(kid)
+            .ok_or_else(|| TrustError::UnknownKey(kid.to_owned()))?;
+        let sig = STANDARD
+            .decode(sig_b64)
+            .map_err(|e| TrustError::Malformed(format!("sig: {e}")))?;
+        let sig =
+            Signature::from_slice(&sig).map_err(|e| TrustError::Malformed(format!("sig: {e}")))?;
+        key.verify_strict(bytes, &sig)
+            .map_err(|_| TrustError::BadSignature)
+    }
 }
 
 /// A verified notification: its payload bytes and the key id that signed it.

@@ -6,6 +6,7 @@
 mod agents;
 mod check;
 mod keygen;
+mod pack;
 mod publish;
 mod rules;
 mod run;
@@ -40,8 +41,11 @@ enum Command {
     /// Test rules, or trace one message through them.
     #[command(subcommand)]
     Rules(rules::Command),
-    /// Make a key pair for signing notifications.
+    /// Make a key pair for signing notifications and rule packs.
     Keygen(keygen::Args),
+    /// Sign rule packs.
+    #[command(subcommand)]
+    Pack(pack::Command),
     /// List the agents that are running now (their presence keys in Redis).
     Agents(agents::AgentsArgs),
     /// Print a stream's recent notifications (read-only: acknowledges nothing).
@@ -77,6 +81,7 @@ pub fn main() -> ExitCode {
         Command::Rules(command) => rules::run(command),
         Command::Agents(args) => agents::agents(args),
         Command::Keygen(args) => keygen::run(args),
+        Command::Pack(command) => pack::run(command),
         Command::Replay(args) => agents::replay(args),
     };
     match result {

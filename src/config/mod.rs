@@ -222,6 +222,13 @@ fn validate(path: &Path, raw: RawConfig, out: &mut Collector<'_>) -> Config {
     let rules = rules::validate(path, raw.rules.unwrap_or_default(), out);
     let required = subscribe::signature_required(raw_required.as_slice());
     let trust = validate_trust(raw.trust.unwrap_or_default(), required, out);
+    if rules.require_signed_packs && trust.keys.is_empty() {
+        out.push(
+            None,
+            "rules.require_signed_packs",
+            "needs at least one key in [trust] keys to check packs against",
+        );
+    }
     Config {
         path: path.to_owned(),
         agent,

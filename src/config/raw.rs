@@ -67,6 +67,7 @@ pub struct RawRules {
     pub memory_mb: Option<Spanned<i64>>,
     pub tick_s: Option<Spanned<i64>>,
     pub publish_allow: Option<Vec<Spanned<String>>>,
+    pub require_signed_packs: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -32,6 +32,8 @@ pub struct RulesConfig {
     /// Channels `ctx.publish` may publish to (globs), as written and compiled.
     pub publish_allow: Vec<String>,
     pub publish_allow_set: GlobSet,
+    /// Refuse packs without a valid `herald pack sign` signature by a `[trust]` key.
+    pub require_signed_packs: bool,
 }
 
 impl PartialEq for RulesConfig {
@@ -42,6 +44,7 @@ impl PartialEq for RulesConfig {
             && self.memory_limit == other.memory_limit
             && self.tick == other.tick
             && self.publish_allow == other.publish_allow
+            && self.require_signed_packs == other.require_signed_packs
     }
 }
 
@@ -56,6 +59,7 @@ impl Default for RulesConfig {
             tick: Duration::from_secs(60),
             publish_allow_set: globs(&publish_allow).expect("valid default"),
             publish_allow,
+            require_signed_packs: false,
         }
     }
 }
@@ -69,6 +73,7 @@ pub(super) fn validate(config: &Path, raw: RawRules, out: &mut Collector<'_>) ->
         .into_iter()
         .map(|p| expand(base, p.get_ref()))
         .collect();
+    rules.require_signed_packs = raw.require_signed_packs.unwrap_or(false);
     if let Some(v) = raw.on_error {
         match v.get_ref().as_str() {
             "pass" => rules.on_error = OnError::Pass,

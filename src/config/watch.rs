@@ -40,7 +40,9 @@ impl Interest {
         let is_rule = matches!(
             path.extension().and_then(|e| e.to_str()),
             Some("luau" | "lua")
-        );
+        ) || path
+            .file_name()
+            .is_some_and(|n| n == crate::rules::packsig::SIG_FILE);
         is_rule
             && path
                 .parent()

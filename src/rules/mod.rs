@@ -14,6 +14,7 @@
 pub mod api;
 pub mod convert;
 pub mod engine;
+pub mod packsig;
 pub mod state;
 pub mod testing;
 pub mod window;
@@ -81,9 +82,18 @@ pub fn engine_config(config: &Config) -> EngineConfig {
     }
 }
 
+/// The rule files of the config's packs, refusing unsigned or modified packs where signatures are
+/// required.
+pub fn config_rule_files(config: &Config) -> Result<Vec<PathBuf>, Vec<LoadError>> {
+    if config.rules.require_signed_packs {
+        packsig::verify_all(&config.rules.packs, &config.trust.keys)?;
+    }
+    rule_files(&config.rules.packs)
+}
+
 /// Loads every rule the config names, on the calling thread.
 pub fn load(config: &Config) -> Result<Engine, Vec<LoadError>> {
-    let files = rule_files(&config.rules.packs)?;
+    let files = config_rule_files(config)?;
     Engine::load(engine_config(config), &files)
 }
 

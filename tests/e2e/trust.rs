@@ -299,3 +299,65 @@ fn an_agent_with_the_documented_least_privilege_acl_works_and_cannot_publish_not
         agent.logs
     );
 }
+
+#[test]
+fn a_modified_signed_pack_is_refused_at_reload_and_the_old_rules_keep_running() {
+    let redis = Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (keyfile, line) = keygen(dir.path(), "admin");
+    let pack = dir.path().join("corp");
+    std::fs::create_dir(&pack).unwrap();
+    let rule = |tag: &str| {
+        format!(
+            "return {{ on_message = function(msg) msg.title = \"[{tag}] \" .. msg.title; return msg end }}"
+        )
+    };
+    std::fs::write(pack.join("tag.luau"), rule("v1")).unwrap();
+    let sign = || {
+        let out = herald(dir.path())
+            .args(["pack", "sign"])
+            .arg(&pack)
+            .arg("--key")
+            .arg(&keyfile)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sign();
+    let mut cfg = crate::util::config("ws", &[r#"channel = "n""#]);
+    cfg.push_str(&format!(
+        "[rules]\npacks = [{pack:?}]\nrequire_signed_packs = true\n\n[trust]\nkeys = {{ {line} }}\n"
+    ));
+    let mut agent = Agent::start(&redis, &cfg);
+    redis.publish("n", note("x", json!({})));
+    agent.expect_shown("[v1] x");
+
+    crate::util::save(
+        &pack.join("tag.luau"),
+        &rule("evil"),
+        crate::util::Save::Rename,
+    );
+    let notice = agent.expect_line("a refusal notice", |j| j["event"] == "notice");
+    assert!(
+        notice["text"]
+            .as_str()
+            .unwrap()
+            .contains("modified since it was signed"),
+        "{notice}"
+    );
+    redis.publish("n", note("y", json!({})));
+    agent.expect_shown("[v1] y");
+
+    std::fs::write(pack.join("tag.luau"), rule("v2")).unwrap();
+    agent.expect_line("the refusal of the unsigned edit", |j| {
+        j["event"] == "notice"
+    });
+    sign();
+    agent.expect_reload(2);
+    redis.publish("n", note("z", json!({})));
+    agent.expect_shown("[v2] z");
+}

@@ -41,6 +41,9 @@ pub struct RunOptions {
     pub url_flag: Option<String>,
     /// Where handled stream ids are kept (`--state-dir`, default `$XDG_STATE_HOME/herald`).
     pub state_dir: Option<std::path::PathBuf>,
+    /// Pins the rules' clock (`--rules-clock`, for benchmarks and demos that must behave the same at
+    /// any hour).
+    pub rules_clock: Option<Timestamp>,
 }
 
 /// Why the agent could not start.
@@ -90,6 +93,9 @@ pub async fn run(
     let stats = Arc::new(Stats::default());
     let presenter = Presenter::new(&config.presenter);
     let rules = start_rules(&config)?;
+    if let (Some(rules), Some(at)) = (&rules, options.rules_clock) {
+        rules.set_time(Some(at));
+    }
     let dialogs = presenter.dialogs();
     let url = config::resolve_redis_url(options.url_flag.as_deref(), Some(&config));
     let (url_tx, url_rx) = watch::channel(url.clone());

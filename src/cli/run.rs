@@ -21,6 +21,9 @@ pub struct Args {
     /// Where handled stream ids are kept [default: $XDG_STATE_HOME/herald]
     #[arg(long, value_name = "DIR")]
     state_dir: Option<std::path::PathBuf>,
+    /// Pin the rules' clock to this time (RFC 3339), so benchmarks behave the same at any hour
+    #[arg(long, value_name = "TIME", hide = true)]
+    rules_clock: Option<jiff::Timestamp>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -35,6 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let options = RunOptions {
             url_flag: args.url,
             state_dir: args.state_dir,
+            rules_clock: args.rules_clock,
         };
         agent::run(config, options, shutdown)
             .await

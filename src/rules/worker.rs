@@ -18,6 +18,8 @@ enum Job {
     Tick {
         reply: oneshot::Sender<Ticked>,
     },
+    /// Pins the rules' clock (benchmarks, demos).
+    SetTime(Option<jiff::Timestamp>),
     Reload {
         config: Box<EngineConfig>,
         files: Vec<PathBuf>,
@@ -71,6 +73,7 @@ impl RulesHandle {
                         Job::Tick { reply } => {
                             let _ = reply.send(engine.tick());
                         }
+                        Job::SetTime(at) => engine.set_time(at),
                         Job::Reload {
                             config,
                             files,
@@ -135,6 +138,11 @@ impl RulesHandle {
         let summary = rx.await.map_err(|_| stopped())??;
         self.names = summary.rules.clone();
         Ok(summary)
+    }
+
+    /// Pins the rules' clock to `at` (`None`: the system clock again).
+    pub fn set_time(&self, at: Option<jiff::Timestamp>) {
+        let _ = self.jobs.send(Job::SetTime(at));
     }
 
     /// Runs every `on_tick`.

@@ -8,7 +8,8 @@ use futures_util::StreamExt;
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> redis::RedisResult<()> {
     let args: Vec<String> = std::env::args().collect();
-    let (url, channel, count): (&str, &str, u64) = (&args[1], &args[2], args[3].parse().expect("COUNT"));
+    let (url, channel, count): (&str, &str, u64) =
+        (&args[1], &args[2], args[3].parse().expect("COUNT"));
     let mut pubsub = redis::Client::open(url)?.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     println!("ready");

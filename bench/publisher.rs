@@ -29,16 +29,22 @@ fn main() -> redis::RedisResult<()> {
             let count: u64 = args[4].parse().expect("COUNT");
             let mut pipe = redis::pipe();
             for i in 0..count {
-                pipe.cmd("PUBLISH").arg(channel).arg(notification(i, "/var/lib/postgresql")).ignore();
-                if (i + 1) % 1000 == 0 {
+                pipe.cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(notification(i, "/var/lib/postgresql"))
+                    .ignore();
+                if (i + 1).is_multiple_of(1000) {
                     pipe.exec(&mut conn)?;
                     pipe.clear();
                 }
             }
-            if count % 1000 != 0 {
+            if !count.is_multiple_of(1000) {
                 pipe.exec(&mut conn)?;
             }
-            redis::cmd("PUBLISH").arg(channel).arg(SENTINEL).exec(&mut conn)?;
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(SENTINEL)
+                .exec(&mut conn)?;
         }
         "rate" => {
             let rate: u64 = args[4].parse().expect("RATE");
@@ -53,12 +59,18 @@ fn main() -> redis::RedisResult<()> {
                 }
                 let mut pipe = redis::pipe();
                 for _ in 0..per_batch {
-                    pipe.cmd("PUBLISH").arg(channel).arg(notification(i, "/var/lib/postgresql")).ignore();
+                    pipe.cmd("PUBLISH")
+                        .arg(channel)
+                        .arg(notification(i, "/var/lib/postgresql"))
+                        .ignore();
                     i += 1;
                 }
                 pipe.exec(&mut conn)?;
             }
-            redis::cmd("PUBLISH").arg(channel).arg(SENTINEL).exec(&mut conn)?;
+            redis::cmd("PUBLISH")
+                .arg(channel)
+                .arg(SENTINEL)
+                .exec(&mut conn)?;
             println!("{i}");
         }
         "paced" => {
@@ -70,8 +82,14 @@ fn main() -> redis::RedisResult<()> {
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     std::thread::sleep(wait);
                 }
-                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
-                redis::cmd("PUBLISH").arg(channel).arg(notification(i, &format!("sent_at={now}"))).exec(&mut conn)?;
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap()
+                    .as_nanos();
+                redis::cmd("PUBLISH")
+                    .arg(channel)
+                    .arg(notification(i, &format!("sent_at={now}")))
+                    .exec(&mut conn)?;
             }
         }
         other => panic!("unknown mode {other}"),

@@ -13,6 +13,9 @@
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use jiff::Timestamp;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -23,13 +26,16 @@ use crate::config::{self, Config, OnError};
 use crate::message::{self, Answer, AnsweredBy, Kind, Notification, Response};
 use crate::present::{Active, Delivery, Dialogs, Presenter};
 use crate::reply::Replier;
-use crate::rules::worker::RulesHandle;
-use crate::rules::{self, Effects, Route, RuleFailure, Verdict};
+use crate::rules::worker::{RulesHandle, Stopped};
+use crate::rules::{self, Effects, Processed, Route, RuleFailure, Verdict};
 use crate::source::Incoming;
 use crate::source::pubsub::{self, PubSubSettings};
 use crate::source::stream::{self, AckToken, Acker, InFlight, StreamSettings};
 use crate::stats::Stats;
 use crate::store::Store;
+
+/// Messages handed to the rules thread and not yet back; past this, reading from Redis waits.
+const MAX_IN_RULES: usize = 1024;
 
 /// How long queued replies may take to reach Redis once shutdown has begun.
 const REPLY_GRACE: Duration = Duration::from_secs(3);
@@ -173,6 +179,7 @@ pub async fn run(
         watcher,
     };
 
+    let mut in_rules = FuturesOrdered::new();
     loop {
         tokio::select! {
             biased;
@@ -183,8 +190,27 @@ pub async fn run(
                     tick = tick_interval(period).await;
                 }
             }
-            msg = incoming.recv() => match msg {
-                Some(msg) => handle(&shared, agent.rules.as_ref(), &questions, msg).await,
+            // The rules thread works while this loop goes on reading: results come back in order.
+            Some((prepared, processed)) = in_rules.next(), if !in_rules.is_empty() => {
+                after_rules(&shared, &questions, prepared, processed);
+            }
+            msg = incoming.recv(), if in_rules.len() < MAX_IN_RULES => match msg {
+                Some(msg) => {
+                    let Some(prepared) = prepare(&shared, msg) else { continue };
+                    match &agent.rules {
+                        None => present(&shared, &questions, prepared, None),
+                        Some(rules) => {
+                            let pending = rules.submit(prepared.channel.clone(), prepared.note.clone());
+                            in_rules.push_back(async move {
+                                let processed = match pending {
+                                    Ok(rx) => rx.await.map_err(|_| Stopped),
+                                    Err(e) => Err(e),
+                                };
+                                (prepared, processed)
+                            }.boxed());
+                        }
+                    }
+                }
                 None => break,
             },
             _ = flood_summary.tick() => summarise_flood(&shared),
@@ -200,6 +226,10 @@ pub async fn run(
     }
 
     info!("shutting down");
+    // Messages already with the rules are finished, so none read from Redis is silently lost.
+    while let Some((prepared, processed)) = in_rules.next().await {
+        after_rules(&shared, &questions, prepared, processed);
+    }
     drop(questions);
     drop(agent);
     let _ = source.await;
@@ -491,13 +521,17 @@ fn start_rules(config: &Config) -> Result<Option<RulesHandle>, StartError> {
     Ok(Some(handle))
 }
 
-/// One raw message: decode, run the rules, then show, ask or answer.
-async fn handle(
-    shared: &Shared,
-    rules: Option<&RulesHandle>,
-    questions: &mpsc::UnboundedSender<Delivery>,
-    msg: Incoming,
-) {
+/// A message that passed decoding, verification, de-duplication and flood control, on its way to
+/// the rules.
+struct Prepared {
+    channel: String,
+    note: Notification,
+    ack: Option<AckToken>,
+}
+
+/// One raw message up to the rules: decode, verify, de-duplicate, flood control. `None` when its
+/// fate is already settled.
+fn prepare(shared: &Shared, msg: Incoming) -> Option<Prepared> {
     shared.stats.received.inc();
     let config = shared.config();
     // A stream entry without an id of the publisher's is known by its entry id, so a re-delivery
@@ -513,7 +547,7 @@ async fn handle(
             shared.stats.unverified.inc();
             warn!(channel = %msg.channel, reason = %e, unverified = shared.stats.unverified.get(), "refused notification");
             settle(shared, msg.ack.as_ref(), None);
-            return;
+            return None;
         }
     };
     let note = match message::decode(&payload, config.agent.max_payload_bytes, fresh_id) {
@@ -525,26 +559,53 @@ async fn handle(
             shared.stats.invalid.inc();
             warn!(channel = %msg.channel, reason = %e, invalid = shared.stats.invalid.get(), "rejected payload");
             settle(shared, msg.ack.as_ref(), None);
-            return;
+            return None;
         }
     };
     if already_handled(shared, &note, msg.ack.as_ref()) {
-        return;
+        return None;
     }
     if !admitted(shared, &note, &msg.channel) {
         receipt(shared, &note, "dropped", None);
         settle(shared, msg.ack.as_ref(), Some(&note.id));
-        return;
+        return None;
     }
     receipt(shared, &note, "delivered", None);
-    let (note, route) = match rules {
-        None => (note, None),
-        Some(rules) => match apply_rules(shared, rules, &msg.channel, note, msg.ack.as_ref()).await
-        {
-            Some(shown) => shown,
-            None => return,
-        },
-    };
+    Some(Prepared {
+        channel: msg.channel,
+        note,
+        ack: msg.ack,
+    })
+}
+
+/// The rules' verdict on a prepared message: show, drop or answer it.
+fn after_rules(
+    shared: &Shared,
+    questions: &mpsc::UnboundedSender<Delivery>,
+    p: Prepared,
+    processed: Result<Processed, Stopped>,
+) {
+    let ack = p.ack.clone();
+    if let Some((note, route)) = apply_verdict(shared, &p.channel, p.note, ack.as_ref(), processed)
+    {
+        let p = Prepared {
+            channel: p.channel,
+            note,
+            ack,
+        };
+        present(shared, questions, p, route);
+    }
+}
+
+/// Shows a notification, queues a question, or settles an expired or silenced one.
+fn present(
+    shared: &Shared,
+    questions: &mpsc::UnboundedSender<Delivery>,
+    p: Prepared,
+    route: Option<Route>,
+) {
+    let config = shared.config();
+    let note = p.note;
     // Once keys are configured, an unsigned question cannot open a modal dialog: it asks in a toast.
     let route = if !config.trust.keys.is_empty()
         && note.signed_by.is_none()
@@ -557,10 +618,10 @@ async fn handle(
         route
     };
     let delivery = Delivery {
-        channel: msg.channel,
+        channel: p.channel,
         note,
         route,
-        ack: msg.ack,
+        ack: p.ack,
     };
     if route == Some(Route::Silent) {
         shared.stats.silenced.inc();
@@ -738,15 +799,15 @@ fn receipt(shared: &Shared, note: &Notification, event: &str, response: Option<A
     shared.replier.publish(channel, body.to_string(), &note.id);
 }
 
-/// Runs the rules; `Some` when the message is still to be shown.
-async fn apply_rules(
+/// Applies the rules' result; `Some` when the message is still to be shown.
+fn apply_verdict(
     shared: &Shared,
-    rules: &RulesHandle,
     channel: &str,
     note: Notification,
     ack: Option<&AckToken>,
+    processed: Result<Processed, Stopped>,
 ) -> Option<(Notification, Option<Route>)> {
-    let processed = match rules.process(channel.to_owned(), note.clone()).await {
+    let processed = match processed {
         Ok(p) => p,
         Err(e) => {
             shared.stats.rule_errors.inc();

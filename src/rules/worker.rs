@@ -102,6 +102,24 @@ impl RulesHandle {
         &self.names
     }
 
+    /// Hands one message to the rules without waiting; the result arrives on the receiver. Results
+    /// come back in the order messages were submitted.
+    pub fn submit(
+        &self,
+        channel: String,
+        note: Notification,
+    ) -> Result<oneshot::Receiver<Processed>, Stopped> {
+        let (reply, rx) = oneshot::channel();
+        self.jobs
+            .send(Job::Message {
+                channel,
+                note: Box::new(note),
+                reply,
+            })
+            .map_err(|_| Stopped)?;
+        Ok(rx)
+    }
+
     /// Runs one message through the rules.
     pub async fn process(&self, channel: String, note: Notification) -> Result<Processed, Stopped> {
         let (reply, rx) = oneshot::channel();

@@ -3,24 +3,27 @@
 //!
 //! # Layout
 //!
-//! Data flows one way: source → decode → rules → presenter → reply.
+//! Data flows one way: source → decode/verify → rules → presenter → reply.
 //!
-//! - [`cli`]: the `herald` commands (`run`, `check`, `publish`, `rules`), logging, exit codes.
+//! - [`cli`]: the `herald` commands (`run`, `check`, `publish`, `rules`, `keygen`, `pack`, `agents`,
+//!   `replay`), logging, exit codes.
 //! - [`config`]: raw TOML types, validation that reports every error with file and line, the
 //!   validated [`config::Config`], and how the Redis URL is found.
-//! - [`source`]: where raw payloads come from; [`source::pubsub`] is the reconnecting session loop.
+//! - [`source`]: where raw payloads come from: [`source::pubsub`], the reconnecting session loop,
+//!   and [`source::stream`], consumer groups acknowledged after the outcome.
 //! - [`message`]: the wire protocol: decoding (size cap first) into a [`message::Notification`],
 //!   and the [`message::Response`] sent back.
 //! - [`rules`]: the sandboxed Luau rule engine on its own thread, the `herald` Lua module, rule
 //!   packs and `herald rules test`.
-//! - [`present`]: presenters (console, null) and the one-question-at-a-time dialog half.
+//! - [`present`]: presenters (desktop, console, null), safe text, and the one-question-at-a-time
+//!   dialog half.
 //! - [`reply`]: publishing responses with retry, at most one per notification id.
 //! - [`agent`]: the wiring of `herald run` and its shutdown order.
 //! - [`flood`]: per-publisher token buckets and suppression summaries.
 //! - [`lock`]: one agent per user and config.
 //! - [`presence`]: the `herald:agent:<host>` keys that say who is listening.
 //! - [`stats`]: per-message failure counters.
-//! - [`store`]: handled stream ids on disk, so a re-delivered entry is not shown twice.
+//! - [`store`]: handled ids on disk, so a re-delivered entry or a replayed signature is caught.
 //! - [`trust`]: Ed25519 signed envelopes: signing, verifying, keys.
 
 pub mod agent;

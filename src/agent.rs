@@ -180,12 +180,17 @@ pub async fn run(
     };
 
     let mut in_rules = FuturesOrdered::new();
+    let mut reload_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
+            // A change starts (or keeps) the debounce timer; the reload runs once it expires.
             Some(()) = reload_rx.recv() => {
-                while reload_rx.try_recv().is_ok() {} // one reload for a burst of triggers
+                reload_at = Some(tokio::time::Instant::now() + crate::config::watch::DEBOUNCE);
+            }
+            _ = sleep_until_opt(reload_at), if reload_at.is_some() => {
+                reload_at = None;
                 if let Some(period) = agent.reload().await {
                     tick = tick_interval(period).await;
                 }
@@ -424,6 +429,13 @@ fn source_settings(config: &Config, url: String) -> PubSubSettings {
         max_backoff: config.redis.max_backoff,
         ping_interval: config.redis.ping_interval,
         connect_timeout: config.redis.connect_timeout,
+    }
+}
+
+async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

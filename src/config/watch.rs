@@ -3,8 +3,9 @@
 //! Folders are watched, not files: editors save by writing a temporary file and renaming it over the
 //! old one, which a watch on the file itself would lose. Only create, modify (data or name) and remove
 //! events on the config file or on `*.luau`/`*.lua` files in a pack count; open, close and access
-//! events do not, or reading the files during a reload would trigger the next reload. Events are
-//! debounced (100 ms), so one save is one reload.
+//! events do not, or reading the files during a reload would trigger the next reload. The watcher is
+//! purely event-driven (inotify on Linux): it costs nothing while nothing changes. The agent
+//! debounces what it reports ([`DEBOUNCE`]), so one save is one reload.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -12,14 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::event::{EventKind, ModifyKind};
-use notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, RecommendedCache, new_debouncer};
+use notify::{RecommendedWatcher, RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use super::Config;
 
-/// How long events are gathered before one reload is asked for.
+/// How long the agent gathers change events before it reloads once.
 pub const DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// What counts as a change.
@@ -63,7 +63,7 @@ impl Interest {
 
 /// Sends `()` on its channel whenever the config or a rule changed.
 pub struct ConfigWatcher {
-    debouncer: Debouncer<RecommendedWatcher, RecommendedCache>,
+    watcher: RecommendedWatcher,
     interest: Arc<Mutex<Interest>>,
     watched: BTreeSet<PathBuf>,
 }
@@ -76,27 +76,22 @@ impl ConfigWatcher {
     ) -> notify::Result<ConfigWatcher> {
         let interest = Arc::new(Mutex::new(Interest::default()));
         let filter = interest.clone();
-        let debouncer = new_debouncer(DEBOUNCE, None, move |result: DebounceEventResult| {
-            let events = match result {
-                Ok(events) => events,
-                Err(errors) => {
-                    for e in errors {
-                        warn!(error = %e, "watching the config failed");
-                    }
+        let watcher = notify::recommended_watcher(move |result: notify::Result<notify::Event>| {
+            let event = match result {
+                Ok(event) => event,
+                Err(e) => {
+                    warn!(error = %e, "watching the config failed");
                     return;
                 }
             };
             let interest = filter.lock().unwrap_or_else(|p| p.into_inner());
-            let relevant = events
-                .iter()
-                .any(|e| counts(&e.kind) && e.paths.iter().any(|p| interest.matches(p)));
-            if relevant {
-                debug!(events = events.len(), "config or rules changed");
+            if counts(&event.kind) && event.paths.iter().any(|p| interest.matches(p)) {
+                debug!(kind = ?event.kind, paths = ?event.paths, "config or rules changed");
                 let _ = changed.send(());
             }
         })?;
         let mut watcher = ConfigWatcher {
-            debouncer,
+            watcher,
             interest,
             watched: BTreeSet::new(),
         };
@@ -122,10 +117,10 @@ impl ConfigWatcher {
         let dirs = next.dirs();
         *self.interest.lock().unwrap_or_else(|p| p.into_inner()) = next;
         for gone in self.watched.difference(&dirs) {
-            let _ = self.debouncer.unwatch(gone);
+            let _ = self.watcher.unwatch(gone);
         }
         for dir in dirs.difference(&self.watched) {
-            if let Err(e) = self.debouncer.watch(dir, RecursiveMode::NonRecursive) {
+            if let Err(e) = self.watcher.watch(dir, RecursiveMode::NonRecursive) {
                 warn!(dir = %dir.display(), error = %e, "cannot watch for changes; SIGHUP still reloads");
             }
         }

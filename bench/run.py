@@ -257,6 +257,7 @@ def sustained(rates):
 def main():
     machine = f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}"
     r = Redis(unlimited_pubsub=True)
+    redis_version = "Redis " + r.client.info()["redis_version"]
     print(f"drain: {COUNT} notifications per consumer", file=sys.stderr)
     got_a, t_a = drain_external(r, [BARE], COUNT + 1)
     got_b, t_b = drain_external(r, ["/usr/bin/python3", PY_SUB], COUNT + 1)
@@ -292,9 +293,9 @@ def main():
     table = "\n".join(rows)
     print(table)
     with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:
-        f.write(f"# Benchmark results\n\nMachine: {machine}. {COUNT:,} notifications per drain run; "
-                f"Redis {r.client.info()['redis_version'] if False else ''}started by the script.\n\n{table}\n\n"
-                f"Sustained detail: {sus}\n")
+        f.write(f"# Benchmark results\n\nMachine: {machine}; {redis_version}, started by the script. "
+                f"{COUNT:,} notifications per drain run.\n\n{table}\n\n"
+                f"Sustained runs (rate: survived? per consumer): {sus}\n")
 
 
 if __name__ == "__main__":

@@ -189,7 +189,7 @@ pub async fn run(
             Some(()) = reload_rx.recv() => {
                 reload_at = Some(tokio::time::Instant::now() + crate::config::watch::DEBOUNCE);
             }
-            _ = sleep_until_opt(reload_at), if reload_at.is_some() => {
+            _ = crate::wait::sleep_until_opt(reload_at), if reload_at.is_some() => {
                 reload_at = None;
                 if let Some(period) = agent.reload().await {
                     tick = tick_interval(period).await;
@@ -429,13 +429,6 @@ fn source_settings(config: &Config, url: String) -> PubSubSettings {
         max_backoff: config.redis.max_backoff,
         ping_interval: config.redis.ping_interval,
         connect_timeout: config.redis.connect_timeout,
-    }
-}
-
-async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -25,6 +25,7 @@
 //! - [`stats`]: per-message failure counters.
 //! - [`store`]: handled ids on disk, so a re-delivered entry or a replayed signature is caught.
 //! - [`trust`]: Ed25519 signed envelopes: signing, verifying, keys.
+//! - [`wait`]: optional deadlines for `select!`.
 
 pub mod agent;
 pub mod cli;
@@ -40,3 +41,4 @@ pub mod source;
 pub mod stats;
 pub mod store;
 pub mod trust;
+pub mod wait;

@@ -95,7 +95,7 @@ impl ConsoleDialogs {
         if self.eof {
             return (Answer::Undeliverable, AnsweredBy::Herald);
         }
-        let expiry = d.note.expires_at.map(until);
+        let expiry = d.note.expires_at.map(crate::wait::instant_of);
         let lines = self.stdin.get_or_insert_with(spawn_stdin_reader);
         loop {
             if self.interactive {
@@ -103,7 +103,7 @@ impl ConsoleDialogs {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return (Answer::Dismissed, AnsweredBy::Herald),
-                _ = sleep_opt(expiry) => return (Answer::Expired, AnsweredBy::Herald),
+                _ = crate::wait::sleep_until_opt(expiry) => return (Answer::Expired, AnsweredBy::Herald),
                 line = lines.recv() => {
                     let Some(line) = line else {
                         self.eof = true;
@@ -163,20 +163,6 @@ fn prompt(d: &Delivery) -> String {
         d.note.message,
         expected(d.note.kind)
     )
-}
-
-/// The tokio instant at which a wall-clock time arrives.
-pub fn until(at: jiff::Timestamp) -> tokio::time::Instant {
-    let left = at.duration_since(jiff::Timestamp::now());
-    let left = std::time::Duration::try_from(left).unwrap_or_default();
-    tokio::time::Instant::now() + left
-}
-
-async fn sleep_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }
 
 #[cfg(test)]

@@ -119,7 +119,7 @@ impl Desktop {
         };
         let outcome = tokio::select! {
             answer = clicked => return Ok(answer),
-            _ = sleep_opt(expiry) => Answer::Expired,
+            _ = crate::wait::sleep_until_opt(expiry) => Answer::Expired,
             _ = shutdown.cancelled() => Answer::Dismissed,
         };
         handle.close_async().await;
@@ -247,7 +247,7 @@ pub async fn ask_modal(
             parse_zenity(out.status.code(), &out.stdout, &out.stderr)
         }
         // Dropping the child kills the window.
-        _ = sleep_opt(expiry) => Ok(Answer::Expired),
+        _ = crate::wait::sleep_until_opt(expiry) => Ok(Answer::Expired),
         _ = shutdown.cancelled() => Ok(Answer::Dismissed),
     }
 }
@@ -269,13 +269,6 @@ fn parse_zenity(code: Option<i32>, stdout: &[u8], stderr: &[u8]) -> Result<Answe
                 .unwrap_or("no message")
                 .trim()
         ))),
-    }
-}
-
-async fn sleep_opt(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -164,7 +164,7 @@ impl Dialogs {
                 style,
                 icon,
             } => {
-                let expiry = d.note.expires_at.map(console::until);
+                let expiry = d.note.expires_at.map(crate::wait::instant_of);
                 let style = match d.route {
                     Some(Route::Dialog) => DialogStyle::Modal,
                     Some(Route::Toast) => DialogStyle::Actions,

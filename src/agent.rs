@@ -59,6 +59,8 @@ pub enum StartError {
     Rules(Vec<rules::LoadError>),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Password(String),
 }
 
 /// Everything the per-message paths share.
@@ -104,6 +106,7 @@ pub async fn run(
     }
     let dialogs = presenter.dialogs();
     let url = config::resolve_redis_url(options.url_flag.as_deref(), Some(&config));
+    let url = config::with_password(&url, &config.redis.password).map_err(StartError::Password)?;
     let (url_tx, url_rx) = watch::channel(url.clone());
     let url_for_streams = url.clone();
     let (replier, reply_task) = Replier::spawn(url_rx, config.redis.max_backoff, stats.clone());
@@ -271,6 +274,10 @@ impl Agent {
             }
         };
         let url = config::resolve_redis_url(self.options.url_flag.as_deref(), Some(&next));
+        let url = match config::with_password(&url, &next.redis.password) {
+            Ok(url) => url,
+            Err(e) => return self.reload_failed("config not reloaded", vec![e]),
+        };
         if let Err(e) = config::check_redis_url(&url) {
             return self.reload_failed("config not reloaded", vec![e]);
         }

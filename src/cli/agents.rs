@@ -37,6 +37,12 @@ impl Target {
             None => None,
         };
         let url = config::resolve_redis_url(self.url.as_deref(), config.as_ref());
+        let url = match &config {
+            Some(c) => {
+                config::with_password(&url, &c.redis.password).map_err(anyhow::Error::msg)?
+            }
+            None => url,
+        };
         let client =
             redis::Client::open(url.as_str()).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
         client

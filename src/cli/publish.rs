@@ -91,6 +91,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let url = config::resolve_redis_url(args.url.as_deref(), config.as_ref());
+    let url = match &config {
+        Some(c) => config::with_password(&url, &c.redis.password).map_err(anyhow::Error::msg)?,
+        None => url,
+    };
     config::check_redis_url(&url).map_err(anyhow::Error::msg)?;
     let (mut doc, id) = build(&args)?;
     let reply_channel = match (&args.wait, doc.get("reply_channel").and_then(Value::as_str)) {

@@ -101,6 +101,20 @@ pub struct RedisConfig {
     /// How often a live connection is PINGed, so a half-open TCP connection is noticed.
     pub ping_interval: Duration,
     pub connect_timeout: Duration,
+    /// Where the password comes from when the URL has none.
+    pub password: PasswordSource,
+}
+
+/// `[redis] password_env` / `password_command`: keep the password out of the config file.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum PasswordSource {
+    /// The URL's own (or none).
+    #[default]
+    Url,
+    /// An environment variable.
+    Env(String),
+    /// The first line a command prints, e.g. `secret-tool lookup service redis`.
+    Command(String),
 }
 
 /// One `[[subscribe]]` entry.
@@ -401,6 +415,19 @@ fn validate_redis(raw: RawRedis, out: &mut Collector<'_>) -> RedisConfig {
         ping_interval: duration(raw.ping_interval, "ping_interval", 10),
         connect_timeout: duration(raw.connect_timeout, "connect_timeout", 5),
         url: raw.url.map(Spanned::into_inner),
+        password: match (raw.password_env, raw.password_command) {
+            (Some(_), Some(_)) => {
+                out.push(
+                    None,
+                    "redis.password_command",
+                    "set either `password_env` or `password_command`, not both",
+                );
+                PasswordSource::Url
+            }
+            (Some(var), None) => PasswordSource::Env(var),
+            (None, Some(cmd)) => PasswordSource::Command(cmd),
+            (None, None) => PasswordSource::Url,
+        },
     }
 }
 
@@ -491,6 +518,42 @@ pub fn resolve_redis_url(flag: Option<&str>, config: Option<&Config>) -> String 
         .or(env)
         .or_else(|| config.and_then(|c| c.redis.url.clone()))
         .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned())
+}
+
+/// Adds the password from `source` to `url` when the URL carries none.
+pub fn with_password(url: &str, source: &PasswordSource) -> Result<String, String> {
+    let password = match source {
+        PasswordSource::Url => return Ok(url.to_owned()),
+        PasswordSource::Env(var) => {
+            std::env::var(var).map_err(|_| format!("[redis] password_env: ${var} is not set"))?
+        }
+        PasswordSource::Command(cmd) => {
+            let out = std::process::Command::new("sh")
+                .args(["-c", cmd])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| format!("[redis] password_command: cannot run `{cmd}`: {e}"))?;
+            if !out.status.success() {
+                return Err(format!(
+                    "[redis] password_command `{cmd}` failed ({})",
+                    out.status
+                ));
+            }
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    let mut parsed = url::Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
+    if parsed.password().is_some() {
+        return Ok(url.to_owned());
+    }
+    parsed
+        .set_password(Some(&password))
+        .map_err(|()| format!("`{url}` cannot carry a password"))?;
+    Ok(parsed.to_string())
 }
 
 /// Where `herald` looks for its config when `--config` is not given.

@@ -35,6 +35,8 @@ pub struct RawRedis {
     pub max_backoff: Option<Spanned<String>>,
     pub ping_interval: Option<Spanned<String>>,
     pub connect_timeout: Option<Spanned<String>>,
+    pub password_env: Option<String>,
+    pub password_command: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -146,3 +146,24 @@ fn stream_subscriptions_take_a_group_a_start_and_a_claim_time() {
         "{errs:?}"
     );
 }
+
+#[test]
+fn a_password_source_fills_a_url_without_one() {
+    let cmd = PasswordSource::Command("printf 'p@ss word\\nignored'".into());
+    assert_eq!(
+        with_password("redis://agent@h:1/", &cmd).unwrap(),
+        "redis://agent:p%40ss%20word@h:1/"
+    );
+    assert_eq!(
+        with_password("redis://agent:own@h:1/", &cmd).unwrap(),
+        "redis://agent:own@h:1/"
+    );
+    assert!(
+        with_password(
+            "redis://h/",
+            &PasswordSource::Env("HERALD_SURELY_UNSET_VAR".into())
+        )
+        .unwrap_err()
+        .contains("not set")
+    );
+}

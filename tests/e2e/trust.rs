@@ -361,3 +361,26 @@ fn a_modified_signed_pack_is_refused_at_reload_and_the_old_rules_keep_running() 
     redis.publish("n", note("z", json!({})));
     agent.expect_shown("[v2] z");
 }
+
+#[test]
+fn the_password_can_come_from_a_command_instead_of_the_config() {
+    let redis = Redis::start();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg(AGENT_ACL)
+        .query(&mut redis.conn())
+        .unwrap();
+    let mut cfg = crate::util::config("ws", &[r#"channel = "notifications""#]);
+    cfg.push_str(&format!(
+        "[redis]\nurl = \"redis://herald-agent@127.0.0.1:{}/\"\npassword_command = \"echo agent-secret\"\n",
+        redis.port
+    ));
+    let mut agent = Agent::spawn_with_url(None, &cfg);
+    agent.expect_log("subscribed");
+    redis.publish("notifications", note("authenticated", json!({})));
+    agent.expect_shown("authenticated");
+    assert!(
+        !agent.logs.iter().any(|l| l.contains("agent-secret")),
+        "the password is never logged"
+    );
+}

@@ -112,10 +112,7 @@ pub async fn run(
     let (replier, reply_task) = Replier::spawn(url_rx, config.redis.max_backoff, stats.clone());
     let (source_tx, source_rx) = watch::channel(source_settings(&config, url));
     let (incoming_tx, mut incoming) = mpsc::channel::<Incoming>(4096);
-    let source = {
-        let (stats, shutdown, tx) = (stats.clone(), shutdown.clone(), incoming_tx.clone());
-        tokio::spawn(async move { pubsub::run(source_rx, tx, &stats, shutdown).await })
-    };
+    // Watch before subscribing: a save made once the agent says it is subscribed must be seen.
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel();
     let watcher = match ConfigWatcher::start(&config, reload_tx.clone()) {
         Ok(w) => Some(w),
@@ -125,6 +122,10 @@ pub async fn run(
         }
     };
     spawn_sighup(reload_tx, shutdown.clone());
+    let source = {
+        let (stats, shutdown, tx) = (stats.clone(), shutdown.clone(), incoming_tx.clone());
+        tokio::spawn(async move { pubsub::run(source_rx, tx, &stats, shutdown).await })
+    };
     let presence = tokio::spawn(crate::presence::run(
         url_for_streams.clone(),
         agent_info(&config),

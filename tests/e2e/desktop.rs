@@ -13,6 +13,36 @@ fn desktop_config(presenter: &str) -> String {
     )
 }
 
+/// A whole desktop — Redis, session bus, notification server, X display — and an agent on it.
+/// Fields drop in order: the agent goes first, Redis last.
+struct Rig {
+    _agent: Agent,
+    _server: NotificationServer,
+    _bus: Bus,
+    display: Display,
+    redis: Redis,
+}
+
+impl Rig {
+    fn start() -> Rig {
+        let (redis, bus, display) = (Redis::start(), Bus::start(), Display::start());
+        let server = NotificationServer::start(&bus);
+        let desk = Desk {
+            bus: Some(bus.address.clone()),
+            display: Some(display.name.clone()),
+            ..Desk::none()
+        };
+        let agent = start(&redis, "", &desk);
+        Rig {
+            redis,
+            display,
+            _bus: bus,
+            _server: server,
+            _agent: agent,
+        }
+    }
+}
+
 fn start(redis: &Redis, presenter: &str, desk: &Desk) -> Agent {
     let mut agent = Agent::spawn_in(Some(&redis.url()), &desktop_config(presenter), desk);
     agent.expect_log("subscribed");
@@ -119,14 +149,8 @@ fn an_action_toast_is_answered_by_its_buttons_and_closing_it_dismisses() {
 
 #[test]
 fn a_dialog_is_answered_ok_by_enter_and_cancel_by_tab_enter() {
-    let (redis, bus, display) = (Redis::start(), Bus::start(), Display::start());
-    let _server = NotificationServer::start(&bus);
-    let desk = Desk {
-        bus: Some(bus.address.clone()),
-        display: Some(display.name.clone()),
-        ..Desk::none()
-    };
-    let _agent = start(&redis, "", &desk);
+    let rig = Rig::start();
+    let (redis, display) = (&rig.redis, &rig.display);
     let mut replies = redis.subscribe("replies:d");
     for (title, keys, expected) in [
         ("Deploy v2.3?", &["Return"][..], "OK"),
@@ -152,14 +176,8 @@ fn a_dialog_is_answered_ok_by_enter_and_cancel_by_tab_enter() {
 
 #[test]
 fn closing_a_dialog_with_escape_is_dismissed_not_cancel() {
-    let (redis, bus, display) = (Redis::start(), Bus::start(), Display::start());
-    let _server = NotificationServer::start(&bus);
-    let desk = Desk {
-        bus: Some(bus.address.clone()),
-        display: Some(display.name.clone()),
-        ..Desk::none()
-    };
-    let _agent = start(&redis, "", &desk);
+    let rig = Rig::start();
+    let (redis, display) = (&rig.redis, &rig.display);
     let mut replies = redis.subscribe("replies:d");
     redis.publish(
         "n",
@@ -175,14 +193,8 @@ fn closing_a_dialog_with_escape_is_dismissed_not_cancel() {
 
 #[test]
 fn a_dialog_that_expires_is_closed_and_answered_expired() {
-    let (redis, bus, display) = (Redis::start(), Bus::start(), Display::start());
-    let _server = NotificationServer::start(&bus);
-    let desk = Desk {
-        bus: Some(bus.address.clone()),
-        display: Some(display.name.clone()),
-        ..Desk::none()
-    };
-    let _agent = start(&redis, "", &desk);
+    let rig = Rig::start();
+    let (redis, display) = (&rig.redis, &rig.display);
     let mut replies = redis.subscribe("replies:d");
     let soon = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(2);
     redis.publish("n", note("Hurry", json!({"type": "OKCancel", "reply_channel": "replies:d", "expires_at": soon.to_string()})));
@@ -193,7 +205,7 @@ fn a_dialog_that_expires_is_closed_and_answered_expired() {
         (Some("Expired"), Some("herald"))
     );
     assert!(
-        window_gone(&display, "Hurry"),
+        window_gone(display, "Hurry"),
         "the expired dialog was closed"
     );
 }

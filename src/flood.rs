@@ -30,10 +30,6 @@ impl Flood {
         self.config = config;
     }
 
-    pub fn summary_every(&self) -> Duration {
-        self.config.summary_every
-    }
-
     /// Whether a message from `publisher` may pass now; counts it when not.
     pub fn admit(&mut self, publisher: &str, now: Timestamp) -> bool {
         let burst = f64::from(self.config.burst);

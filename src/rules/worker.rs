@@ -120,19 +120,6 @@ impl RulesHandle {
         Ok(rx)
     }
 
-    /// Runs one message through the rules.
-    pub async fn process(&self, channel: String, note: Notification) -> Result<Processed, Stopped> {
-        let (reply, rx) = oneshot::channel();
-        self.jobs
-            .send(Job::Message {
-                channel,
-                note: Box::new(note),
-                reply,
-            })
-            .map_err(|_| Stopped)?;
-        rx.await.map_err(|_| Stopped)
-    }
-
     /// Swaps in new rules between two messages; on error the old rules stay.
     pub async fn reload(
         &mut self,

@@ -43,6 +43,32 @@ impl Rig {
     }
 }
 
+/// Redis, a session bus with the recording notification server, and an agent — but no display.
+struct BusRig {
+    _agent: Agent,
+    server: NotificationServer,
+    _bus: Bus,
+    redis: Redis,
+}
+
+impl BusRig {
+    fn start(presenter: &str) -> BusRig {
+        let (redis, bus) = (Redis::start(), Bus::start());
+        let server = NotificationServer::start(&bus);
+        let desk = Desk {
+            bus: Some(bus.address.clone()),
+            ..Desk::none()
+        };
+        let agent = start(&redis, presenter, &desk);
+        BusRig {
+            _agent: agent,
+            server,
+            _bus: bus,
+            redis,
+        }
+    }
+}
+
 fn start(redis: &Redis, presenter: &str, desk: &Desk) -> Agent {
     let mut agent = Agent::spawn_in(Some(&redis.url()), &desktop_config(presenter), desk);
     agent.expect_log("subscribed");
@@ -51,16 +77,8 @@ fn start(redis: &Redis, presenter: &str, desk: &Desk) -> Agent {
 
 #[test]
 fn toasts_carry_title_body_and_urgency_for_each_priority() {
-    let (redis, bus) = (Redis::start(), Bus::start());
-    let server = NotificationServer::start(&bus);
-    let _agent = start(
-        &redis,
-        "",
-        &Desk {
-            bus: Some(bus.address.clone()),
-            ..Desk::none()
-        },
-    );
+    let rig = BusRig::start("");
+    let (redis, server) = (&rig.redis, &rig.server);
     for (priority, urgency) in [("low", 0), ("normal", 1), ("high", 1), ("critical", 2)] {
         redis.publish(
             "n",
@@ -79,16 +97,8 @@ fn toasts_carry_title_body_and_urgency_for_each_priority() {
 
 #[test]
 fn markup_is_escaped_and_bidi_overrides_are_stripped() {
-    let (redis, bus) = (Redis::start(), Bus::start());
-    let server = NotificationServer::start(&bus);
-    let _agent = start(
-        &redis,
-        "",
-        &Desk {
-            bus: Some(bus.address.clone()),
-            ..Desk::none()
-        },
-    );
+    let rig = BusRig::start("");
+    let (redis, server) = (&rig.redis, &rig.server);
     let long_title = "t".repeat(300);
     redis.publish(
         "n",
@@ -102,16 +112,8 @@ fn markup_is_escaped_and_bidi_overrides_are_stripped() {
 
 #[test]
 fn an_action_toast_is_answered_by_its_buttons_and_closing_it_dismisses() {
-    let (redis, bus) = (Redis::start(), Bus::start());
-    let server = NotificationServer::start(&bus);
-    let _agent = start(
-        &redis,
-        r#"dialogs = "actions""#,
-        &Desk {
-            bus: Some(bus.address.clone()),
-            ..Desk::none()
-        },
-    );
+    let rig = BusRig::start(r#"dialogs = "actions""#);
+    let (redis, server) = (&rig.redis, &rig.server);
     let mut replies = redis.subscribe("replies:d");
 
     redis.publish(

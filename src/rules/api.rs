@@ -18,6 +18,7 @@ use mlua::{Lua, LuaSerdeExt, MultiValue, Table, Value, Variadic};
 use regex::Regex;
 
 use super::convert::ser_options;
+use super::driver::Driver;
 use super::state::{Clock, RuleState};
 use super::window::Window;
 use crate::message::{Answer, Kind, Priority};
@@ -54,19 +55,17 @@ pub struct Effects {
     pub publishes: Vec<RulePublish>,
 }
 
-/// The rule being run, and the type of the message it is looking at (`None` in `on_tick`).
-#[derive(Debug, Clone)]
-pub struct Current {
-    pub rule: String,
-    pub kind: Option<Kind>,
-}
-
 /// Rust-side state shared by every function.
 pub struct Shared {
     pub clock: Clock,
     pub tz: TimeZone,
     pub states: HashMap<String, RuleState>,
-    pub current: Option<Current>,
+    /// The rule names in the order they run: `cursor.i` (1-based) indexes it.
+    pub names: Vec<String>,
+    /// The driver's cursor: which rule is running (see `driver.luau`).
+    pub cursor: Table,
+    /// The type of the message being processed; `None` in `on_tick`.
+    pub kind: Option<Kind>,
     pub regexes: LruCache<String, Regex>,
     pub effects: Effects,
     pub answer: Option<Answer>,
@@ -74,12 +73,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(tz: TimeZone, publish_allow: GlobSet) -> Self {
+    pub fn new(tz: TimeZone, publish_allow: GlobSet, cursor: Table) -> Self {
         Shared {
             clock: Clock::default(),
             tz,
             states: HashMap::new(),
-            current: None,
+            names: Vec::new(),
+            cursor,
+            kind: None,
             regexes: LruCache::new(NonZeroUsize::new(256).expect("non-zero")),
             effects: Effects::default(),
             answer: None,
@@ -87,14 +88,19 @@ impl Shared {
         }
     }
 
-    fn rule(&self) -> mlua::Result<&Current> {
-        self.current.as_ref().ok_or_else(|| {
-            mlua::Error::runtime("herald functions can only be used while a rule runs")
-        })
+    /// The name of the rule that is running.
+    fn rule(&self) -> mlua::Result<&str> {
+        Driver::running(&self.cursor)
+            .checked_sub(1)
+            .and_then(|i| self.names.get(i))
+            .map(String::as_str)
+            .ok_or_else(|| {
+                mlua::Error::runtime("herald functions can only be used while a rule runs")
+            })
     }
 
     fn state(&mut self) -> mlua::Result<&mut RuleState> {
-        let rule = self.rule()?.rule.clone();
+        let rule = self.rule()?.to_owned();
         Ok(self.states.entry(rule).or_default())
     }
 }
@@ -243,7 +249,7 @@ fn log_table(lua: &Lua, shared: &SharedRef) -> mlua::Result<Table> {
                     .collect::<Vec<_>>()
                     .join(" ");
                 let s = s.borrow();
-                let rule = s.current.as_ref().map_or("?", |c| c.rule.as_str());
+                let rule = s.rule().unwrap_or("?");
                 if level == "warn" {
                     tracing::warn!(rule, "{text}");
                 } else {
@@ -288,7 +294,8 @@ pub fn make_ctx(lua: &Lua, shared: &SharedRef, rule: &str) -> mlua::Result<Table
         "answer",
         lua.create_function(move |_, text: String| {
             let mut s = s.borrow_mut();
-            let kind = s.rule()?.kind.ok_or_else(|| {
+            s.rule()?;
+            let kind = s.kind.ok_or_else(|| {
                 mlua::Error::runtime("ctx.answer: there is no message to answer in on_tick")
             })?;
             let answer: Answer =
@@ -307,7 +314,8 @@ pub fn make_ctx(lua: &Lua, shared: &SharedRef, rule: &str) -> mlua::Result<Table
                         ))
                     })?;
             s.answer = Some(answer);
-            Ok(())
+            // Tells the driver to stop: the message has its fate.
+            Driver::set_answered(&s.cursor)
         })?,
     )?;
 

@@ -6,6 +6,8 @@
 //! failing once tripped, so `pcall` cannot swallow it; memory is capped per VM.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -14,8 +16,9 @@ use globset::GlobSet;
 use jiff::Timestamp;
 use mlua::{Function, Lua, LuaOptions, StdLib, Table, Value, VmState};
 
-use super::api::{self, Current, Effects, HostInfo, Shared, SharedRef};
-use super::convert::{self, Route};
+use super::api::{self, Effects, HostInfo, Shared, SharedRef};
+use super::convert::Route;
+use super::driver::{Driver, Outcome};
 use crate::config::OnError;
 use crate::message::{Answer, Notification};
 
@@ -38,9 +41,10 @@ struct Rule {
     /// The text it was compiled from: a reload recompiles only files whose text changed.
     source: String,
     channels: Option<GlobSet>,
-    on_message: Option<Function>,
     on_tick: Option<Function>,
     ctx: Table,
+    /// `{ on_message, ctx }`, as the driver calls it; `None` without `on_message`.
+    entry: Option<Table>,
 }
 
 /// What the rules decided for one message.
@@ -147,13 +151,24 @@ struct Budget {
     deadline: Cell<Option<Instant>>,
     tripped: Cell<bool>,
     limit_ms: Cell<u128>,
+    /// Interrupts since the clock was last read.
+    polls: Cell<u32>,
 }
+
+/// The interrupt reads the clock on every this-many calls: Luau interrupts at every call and loop
+/// back-edge, each far shorter than a budget, and reading the clock each time was 4 % of a flood.
+const POLLS_PER_CLOCK_READ: u32 = 16;
+
+/// Channels whose rule lists are kept; past this the cache starts afresh (names are unbounded).
+const MAX_CACHED_CHANNELS: usize = 4096;
 
 pub struct Engine {
     lua: Lua,
-    /// Luau's built-in `table.clone`: one C call, far cheaper than copying pairs across the FFI.
-    table_clone: Function,
+    driver: Driver,
     rules: Vec<Rule>,
+    /// Per channel, its Lua string and the driver's list of rules: an entry where a rule applies,
+    /// `false` where not.
+    lists: HashMap<String, (mlua::LuaString, Table)>,
     shared: SharedRef,
     budget: Rc<Budget>,
     config: EngineConfig,
@@ -168,26 +183,19 @@ impl Engine {
                 message: e.to_string(),
             }]
         };
-        let shared = Rc::new(RefCell::new(Shared::new(
-            config.tz.clone(),
-            config.publish_allow.clone(),
-        )));
         let budget = Rc::new(Budget::default());
-        let lua = new_vm(&config, &shared, &budget).map_err(internal)?;
-        let table_clone = lua
-            .globals()
-            .get::<Table>("table")
-            .and_then(|t| t.get::<Function>("clone"))
-            .map_err(internal)?;
+        let (lua, shared, driver) = new_vm(&config, &budget).map_err(internal)?;
         let mut engine = Engine {
             lua,
-            table_clone,
+            driver,
             rules: Vec::new(),
+            lists: HashMap::new(),
             shared,
             budget,
             config,
         };
-        engine.rules = engine.compile_all(files, &[])?.0;
+        let rules = engine.compile_all(files, &[])?.0;
+        engine.set_rules(rules);
         Ok(engine)
     }
 
@@ -220,8 +228,15 @@ impl Engine {
             tracing::warn!(error = %e, "cannot change the rules' memory limit");
         }
         self.config = config;
-        self.rules = rules;
+        self.set_rules(rules);
         Ok(summary)
+    }
+
+    /// Swaps in `rules`: their names for the `herald` functions, and no stale per-channel lists.
+    fn set_rules(&mut self, rules: Vec<Rule>) {
+        self.shared.borrow_mut().names = rules.iter().map(|r| r.name.clone()).collect();
+        self.lists.clear();
+        self.rules = rules;
     }
 
     /// Compiles `files` in order, reusing rules of `previous` whose file text is unchanged.
@@ -363,14 +378,22 @@ impl Engine {
             return Err("a rule needs `on_message`, `on_tick`, or both".into());
         }
         let ctx = api::make_ctx(&self.lua, &self.shared, &name).map_err(|e| e.to_string())?;
+        let entry = match &on_message {
+            Some(f) => Some(
+                self.lua
+                    .create_sequence_from([Value::Function(f.clone()), Value::Table(ctx.clone())])
+                    .map_err(|e| e.to_string())?,
+            ),
+            None => None,
+        };
         Ok(Rule {
             name,
             file: file.to_owned(),
             source,
             channels,
-            on_message,
             on_tick,
             ctx,
+            entry,
         })
     }
 
@@ -384,8 +407,17 @@ impl Engine {
             failures: Vec::new(),
             trace: Vec::new(),
         };
-        let mut msg = match convert::to_table(&self.lua, channel, note) {
-            Ok(t) => t,
+        {
+            let mut s = self.shared.borrow_mut();
+            s.kind = Some(note.kind);
+            s.answer = None;
+        }
+        let built = self.list_for(channel).and_then(|(name, list)| {
+            let msg = self.driver.make(&self.lua, &name, note)?;
+            Ok((list, msg))
+        });
+        let (list, msg) = match built {
+            Ok(built) => built,
             Err(e) => {
                 out.failures.push(self.failure(
                     "<herald>",
@@ -400,11 +432,11 @@ impl Engine {
             }
         };
         self.arm();
-        let decided = self.run_rules(channel, note, &mut msg, trace, &mut out);
+        let fate = self.run_rules(&list, msg, trace, &mut out);
         self.disarm();
-        out.verdict = match decided {
-            Some(v) => v,
-            None => match convert::from_table(&self.lua, &msg, note) {
+        out.verdict = match fate {
+            ControlFlow::Break(decided) => decided,
+            ControlFlow::Continue(msg) => match self.driver.read(&self.lua, &msg, note) {
                 Ok((note, route)) => Verdict::Show { note, route },
                 Err(e) => {
                     let last = self
@@ -427,119 +459,155 @@ impl Engine {
         out
     }
 
-    /// The rules loop; `Some` when a rule decided the message's fate.
+    /// The channel's Lua string and the driver's rule list for it, built once per channel.
+    fn list_for(&mut self, channel: &str) -> mlua::Result<(mlua::LuaString, Table)> {
+        if let Some(cached) = self.lists.get(channel) {
+            return Ok(cached.clone());
+        }
+        if self.lists.len() >= MAX_CACHED_CHANNELS {
+            self.lists.clear();
+        }
+        let list = self.lua.create_table_with_capacity(self.rules.len(), 0)?;
+        for (i, rule) in self.rules.iter().enumerate() {
+            let applies = rule.channels.as_ref().is_none_or(|g| g.is_match(channel));
+            let value = match (&rule.entry, applies) {
+                (Some(entry), true) => Value::Table(entry.clone()),
+                _ => Value::Boolean(false),
+            };
+            list.raw_set(i + 1, value)?;
+        }
+        let cached = (self.lua.create_string(channel)?, list);
+        self.lists.insert(channel.to_owned(), cached.clone());
+        Ok(cached)
+    }
+
+    /// The rules loop: `Break` when a rule decided the message's fate, otherwise `Continue` with the
+    /// table to read back. Without tracing, all rules run in one driver call; a failure resumes the
+    /// run after the failed rule. Tracing steps one rule at a time.
     fn run_rules(
         &mut self,
-        channel: &str,
-        note: &Notification,
-        msg: &mut Table,
+        list: &Table,
+        mut msg: Table,
         trace: bool,
         out: &mut Processed,
-    ) -> Option<Verdict> {
-        for i in 0..self.rules.len() {
-            let rule = &self.rules[i];
-            let Some(on_message) = rule.on_message.clone() else {
-                continue;
-            };
-            if rule.channels.as_ref().is_some_and(|g| !g.is_match(channel)) {
-                if trace {
-                    out.trace.push((rule.name.clone(), Step::Skipped));
+    ) -> ControlFlow<Verdict, Table> {
+        let snapshot = trace || self.config.on_error == OnError::Pass;
+        let n = self.rules.len();
+        let mut from = 1;
+        while from <= n {
+            if trace {
+                let rule = &self.rules[from - 1];
+                if rule.entry.is_none() {
+                    from += 1;
+                    continue;
                 }
-                continue;
+                if !matches!(list.raw_get::<Value>(from), Ok(Value::Table(_))) {
+                    out.trace.push((rule.name.clone(), Step::Skipped));
+                    from += 1;
+                    continue;
+                }
             }
-            let (name, file, ctx) = (rule.name.clone(), rule.file.clone(), rule.ctx.clone());
-            let before = (trace || self.config.on_error == OnError::Pass)
-                .then(|| self.table_clone.call::<Table>(msg.clone()));
-            {
-                let mut s = self.shared.borrow_mut();
-                s.current = Some(Current {
-                    rule: name.clone(),
-                    kind: Some(note.kind),
-                });
-                s.answer = None;
-            }
-            let result = on_message.call::<Value>((msg.clone(), ctx));
-            let answer = {
-                let mut s = self.shared.borrow_mut();
-                s.current = None;
-                s.answer.take()
-            };
-            match result {
-                Err(e) => {
+            let to = if trace { from } else { n };
+            match self.driver.run(msg.clone(), list, from, to, snapshot) {
+                Outcome::Done(next) => {
+                    if trace {
+                        let changed = self
+                            .driver
+                            .before()
+                            .map(|before| changed_fields(&before, &next))
+                            .unwrap_or_default();
+                        let step = if changed.is_empty() {
+                            Step::Passed
+                        } else {
+                            Step::Changed(changed)
+                        };
+                        out.trace.push((self.rules[from - 1].name.clone(), step));
+                    }
+                    msg = next;
+                    from = to + 1;
+                }
+                Outcome::Drop(i) => {
+                    let rule = self.rule_name(i);
+                    if trace {
+                        out.trace.push((rule.clone(), Step::Dropped));
+                    }
+                    return ControlFlow::Break(Verdict::Drop { rule });
+                }
+                Outcome::Answer(i) => {
+                    let rule = self.rule_name(i);
+                    let answer = self.shared.borrow_mut().answer.take();
+                    if let Some(answer) = answer {
+                        if trace {
+                            out.trace.push((rule.clone(), Step::Answered(answer)));
+                        }
+                        return ControlFlow::Break(Verdict::Answer { rule, answer });
+                    }
+                    return ControlFlow::Break(Verdict::Drop { rule });
+                }
+                Outcome::Bad(i, type_name) => {
+                    let message = format!(
+                        "on_message must return the message table, nil or false; it returned {type_name}"
+                    );
+                    if let ControlFlow::Break(v) = self.rule_failed(i, message, trace, out) {
+                        return ControlFlow::Break(v);
+                    }
+                    msg = self.driver.restore().unwrap_or(msg);
+                    from = i + 1;
+                }
+                Outcome::Failed(i, e) => {
                     if is_memory_error(&e) {
                         // Free what the failed rule left behind before the next rule needs memory.
                         let _ = self.lua.gc_collect();
                     }
-                    let failure = self.failure(&name, &file, lua_message(&e));
-                    if trace {
-                        out.trace
-                            .push((name.clone(), Step::Failed(failure.message.clone())));
+                    // 0: the driver itself was stopped between rules (out of time); blame the next.
+                    let i = if i == 0 { from } else { i };
+                    if let ControlFlow::Break(v) = self.rule_failed(i, lua_message(&e), trace, out)
+                    {
+                        return ControlFlow::Break(v);
                     }
-                    out.failures.push(failure);
-                    match self.config.on_error {
-                        OnError::Drop => return Some(Verdict::Drop { rule: name }),
-                        OnError::Pass => {
-                            if let Some(Ok(copy)) = before {
-                                *msg = copy;
-                            }
-                            if self.budget.tripped.get() {
-                                // Out of time: no later rule gets to run either.
-                                return None;
-                            }
-                        }
+                    msg = self.driver.restore().unwrap_or(msg);
+                    if self.budget.tripped.get() {
+                        // Out of time: no later rule gets to run either.
+                        return ControlFlow::Continue(msg);
                     }
-                }
-                Ok(_) if answer.is_some() => {
-                    let answer = answer.expect("checked");
-                    if trace {
-                        out.trace.push((name.clone(), Step::Answered(answer)));
-                    }
-                    return Some(Verdict::Answer { rule: name, answer });
-                }
-                Ok(Value::Nil | Value::Boolean(false)) => {
-                    if trace {
-                        out.trace.push((name.clone(), Step::Dropped));
-                    }
-                    return Some(Verdict::Drop { rule: name });
-                }
-                Ok(Value::Table(next)) => {
-                    if trace {
-                        let changed = before
-                            .and_then(Result::ok)
-                            .map(|b| changed_fields(&b, &next))
-                            .unwrap_or_default();
-                        out.trace.push((
-                            name.clone(),
-                            if changed.is_empty() {
-                                Step::Passed
-                            } else {
-                                Step::Changed(changed)
-                            },
-                        ));
-                    }
-                    *msg = next;
-                }
-                Ok(other) => {
-                    let failure = self.failure(
-                        &name,
-                        &file,
-                        format!("on_message must return the message table, nil or false; it returned {}", other.type_name()),
-                    );
-                    if trace {
-                        out.trace
-                            .push((name.clone(), Step::Failed(failure.message.clone())));
-                    }
-                    out.failures.push(failure);
-                    if self.config.on_error == OnError::Drop {
-                        return Some(Verdict::Drop { rule: name });
-                    }
-                    if let Some(Ok(copy)) = before {
-                        *msg = copy;
-                    }
+                    from = i + 1;
                 }
             }
         }
-        None
+        ControlFlow::Continue(msg)
+    }
+
+    /// Records rule `i`'s failure; `Break` when `on_error = "drop"` ends the message there.
+    fn rule_failed(
+        &self,
+        i: usize,
+        message: String,
+        trace: bool,
+        out: &mut Processed,
+    ) -> ControlFlow<Verdict> {
+        let (name, file) = self
+            .rules
+            .get(i.saturating_sub(1))
+            .map(|r| (r.name.clone(), r.file.clone()))
+            .unwrap_or_else(|| ("<herald>".to_owned(), PathBuf::new()));
+        let failure = self.failure(&name, &file, message);
+        if trace {
+            out.trace
+                .push((name.clone(), Step::Failed(failure.message.clone())));
+        }
+        out.failures.push(failure);
+        match self.config.on_error {
+            OnError::Drop => ControlFlow::Break(Verdict::Drop { rule: name }),
+            OnError::Pass => ControlFlow::Continue(()),
+        }
+    }
+
+    /// The name of rule `i` (1-based).
+    fn rule_name(&self, i: usize) -> String {
+        self.rules
+            .get(i.saturating_sub(1))
+            .map(|r| r.name.clone())
+            .unwrap_or_default()
     }
 
     /// Runs every `on_tick`.
@@ -552,12 +620,10 @@ impl Engine {
                 continue;
             };
             let (name, file, ctx) = (rule.name.clone(), rule.file.clone(), rule.ctx.clone());
-            self.shared.borrow_mut().current = Some(Current {
-                rule: name.clone(),
-                kind: None,
-            });
+            self.shared.borrow_mut().kind = None;
+            self.driver.set_running(i + 1);
             let result = on_tick.call::<()>(ctx);
-            self.shared.borrow_mut().current = None;
+            self.driver.set_running(0);
             if let Err(e) = result {
                 out.failures
                     .push(self.failure(&name, &file, lua_message(&e)));
@@ -571,6 +637,7 @@ impl Engine {
     /// Starts the CPU deadline for one run.
     fn arm(&self) {
         self.budget.tripped.set(false);
+        self.budget.polls.set(0);
         self.budget.limit_ms.set(self.config.budget.as_millis());
         self.budget
             .deadline
@@ -595,9 +662,9 @@ impl Engine {
     }
 }
 
-/// A VM with the safe standard library, the `herald` module, a memory cap and the CPU interrupt, in
-/// Luau sandbox mode (built-in libraries and globals read-only).
-fn new_vm(config: &EngineConfig, shared: &SharedRef, budget: &Rc<Budget>) -> mlua::Result<Lua> {
+/// A VM with the safe standard library, the `herald` module, the driver, a memory cap and the CPU
+/// interrupt, in Luau sandbox mode (built-in libraries and globals read-only).
+fn new_vm(config: &EngineConfig, budget: &Rc<Budget>) -> mlua::Result<(Lua, SharedRef, Driver)> {
     let libs =
         StdLib::TABLE | StdLib::STRING | StdLib::MATH | StdLib::UTF8 | StdLib::BIT | StdLib::OS;
     let lua = Lua::new_with(libs, LuaOptions::default())?;
@@ -617,13 +684,25 @@ fn new_vm(config: &EngineConfig, shared: &SharedRef, budget: &Rc<Budget>) -> mlu
         globals.raw_remove(name)?;
     }
     // Luau's `os` is already harmless (time, clock, date, difftime); keep only those.
-    api::install_herald(&lua, shared, &config.host)?;
+    let cursor = lua.create_table()?;
+    let shared = Rc::new(RefCell::new(Shared::new(
+        config.tz.clone(),
+        config.publish_allow.clone(),
+        cursor.clone(),
+    )));
+    api::install_herald(&lua, &shared, &config.host)?;
+    let driver = Driver::new(&lua, cursor)?;
     lua.sandbox(true)?;
     lua.set_memory_limit(config.memory_limit)?;
     let budget = budget.clone();
     lua.set_interrupt(move |_| {
         if budget.tripped.get() {
             return Err(over_budget(&budget));
+        }
+        let polls = budget.polls.get() + 1;
+        budget.polls.set(polls % POLLS_PER_CLOCK_READ);
+        if polls < POLLS_PER_CLOCK_READ {
+            return Ok(VmState::Continue);
         }
         if let Some(deadline) = budget.deadline.get()
             && Instant::now() >= deadline
@@ -633,7 +712,7 @@ fn new_vm(config: &EngineConfig, shared: &SharedRef, budget: &Rc<Budget>) -> mlu
         }
         Ok(VmState::Continue)
     });
-    Ok(lua)
+    Ok((lua, shared, driver))
 }
 
 fn over_budget(budget: &Budget) -> mlua::Error {

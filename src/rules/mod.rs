@@ -13,6 +13,7 @@
 
 pub mod api;
 pub mod convert;
+mod driver;
 pub mod engine;
 pub mod packsig;
 pub mod state;

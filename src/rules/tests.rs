@@ -568,3 +568,33 @@ fn reload_reports_added_and_removed_rules() {
         (vec!["fresh".to_owned()], vec!["counter".to_owned()])
     );
 }
+
+#[test]
+fn herald_functions_know_the_calling_rule_also_after_a_failure_and_outside_rules() {
+    let (mut e, _d) = engine(&[
+        r#"return { name = "a", on_message = function(msg) msg.a = herald.seen("k", 60); error("a fails") end }"#,
+        r#"return { name = "b", on_message = function(msg) msg.b = herald.seen("k", 60); return msg end }"#,
+        r#"return { name = "c", on_message = function(msg) msg.c = herald.seen("k", 60); return msg end }"#,
+    ]);
+    let first = shown(&e.process("c", &note("t"), false)).clone();
+    assert_eq!(first.extra["b"], false, "b's memory is its own, not a's");
+    assert_eq!(first.extra["c"], false, "c's memory is its own, not b's");
+    let second = shown(&e.process("c", &note("t"), false)).clone();
+    assert_eq!(
+        (second.extra["b"].clone(), second.extra["c"].clone()),
+        (true.into(), true.into())
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("top.luau"), "herald.seen('x', 1) return {}").unwrap();
+    let err = Engine::load(
+        config(OnError::Pass),
+        &rule_files(&[dir.path().to_owned()]).unwrap(),
+    )
+    .err()
+    .expect("a top-level herald call fails the load");
+    assert!(
+        err[0].message.contains("only be used while a rule runs"),
+        "{err:?}"
+    );
+}

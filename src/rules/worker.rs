@@ -1,5 +1,7 @@
 //! The rules thread. The Lua VM is `!Send`, so it is built on, and never leaves, a thread of its own;
-//! the async agent talks to it through a channel and gets each result back on a oneshot.
+//! the async agent talks to it through a channel and gets each result back on a oneshot. Messages
+//! travel in batches: under a flood one hand-off (and one thread wake-up) carries many messages,
+//! while a lone message still goes on its own at once.
 
 use std::path::PathBuf;
 use std::sync::mpsc as std_mpsc;
@@ -10,10 +12,9 @@ use super::engine::{Engine, EngineConfig, LoadError, Processed, ReloadSummary, T
 use crate::message::Notification;
 
 enum Job {
-    Message {
-        channel: String,
-        note: Box<Notification>,
-        reply: oneshot::Sender<Processed>,
+    Messages {
+        batch: Vec<(String, Notification)>,
+        reply: oneshot::Sender<Vec<Processed>>,
     },
     Tick {
         reply: oneshot::Sender<Ticked>,
@@ -63,12 +64,12 @@ impl RulesHandle {
                 };
                 for job in rx {
                     match job {
-                        Job::Message {
-                            channel,
-                            note,
-                            reply,
-                        } => {
-                            let _ = reply.send(engine.process(&channel, &note, false));
+                        Job::Messages { batch, reply } => {
+                            let processed = batch
+                                .iter()
+                                .map(|(channel, note)| engine.process(channel, note, false))
+                                .collect();
+                            let _ = reply.send(processed);
                         }
                         Job::Tick { reply } => {
                             let _ = reply.send(engine.tick());
@@ -102,20 +103,15 @@ impl RulesHandle {
         &self.names
     }
 
-    /// Hands one message to the rules without waiting; the result arrives on the receiver. Results
-    /// come back in the order messages were submitted.
+    /// Hands a batch of `(channel, notification)` to the rules without waiting; the results, in the
+    /// batch's order, arrive together on the receiver. Batches are processed in the order submitted.
     pub fn submit(
         &self,
-        channel: String,
-        note: Notification,
-    ) -> Result<oneshot::Receiver<Processed>, Stopped> {
+        batch: Vec<(String, Notification)>,
+    ) -> Result<oneshot::Receiver<Vec<Processed>>, Stopped> {
         let (reply, rx) = oneshot::channel();
         self.jobs
-            .send(Job::Message {
-                channel,
-                note: Box::new(note),
-                reply,
-            })
+            .send(Job::Messages { batch, reply })
             .map_err(|_| Stopped)?;
         Ok(rx)
     }

@@ -41,6 +41,9 @@ const MAX_IN_RULES: usize = 1024;
 /// so this bounds the latency a flood adds (about 128 × 5 µs), never delays a lone message.
 const RULES_BATCH: usize = 128;
 
+/// How often the user is told about pub/sub messages dropped because Herald fell behind.
+const OVERFLOW_REPORT_EVERY: Duration = Duration::from_secs(5);
+
 /// How long queued replies may take to reach Redis once shutdown has begun.
 const REPLY_GRACE: Duration = Duration::from_secs(3);
 
@@ -115,7 +118,8 @@ pub async fn run(
     let url_for_streams = url.clone();
     let (replier, reply_task) = Replier::spawn(url_rx, config.redis.max_backoff, stats.clone());
     let (source_tx, source_rx) = watch::channel(source_settings(&config, url));
-    let (incoming_tx, mut incoming) = mpsc::channel::<Incoming>(4096);
+    // Small: pub/sub's real buffer is its byte-bounded backlog, and streams wait in Redis.
+    let (incoming_tx, mut incoming) = mpsc::channel::<Incoming>(256);
     // Watch before subscribing: a save made once the agent says it is subscribed must be seen.
     let (reload_tx, mut reload_rx) = mpsc::unbounded_channel();
     let watcher = match ConfigWatcher::start(&config, reload_tx.clone()) {
@@ -187,6 +191,8 @@ pub async fn run(
         watcher,
     };
 
+    let mut behind_check = tick_interval(OVERFLOW_REPORT_EVERY).await;
+    let mut overflow_reported = 0;
     let mut in_rules = FuturesOrdered::new();
     let mut in_rules_count = 0;
     let mut reload_at: Option<tokio::time::Instant> = None;
@@ -237,6 +243,7 @@ pub async fn run(
                 None => break,
             },
             _ = flood_summary.tick() => summarise_flood(&shared),
+            _ = behind_check.tick() => report_overflow(&shared, &mut overflow_reported),
             _ = tick.tick(), if agent.rules.is_some() => {
                 if let Some(rules) = &agent.rules {
                     match rules.tick().await {
@@ -451,6 +458,7 @@ fn source_settings(config: &Config, url: String) -> PubSubSettings {
         max_backoff: config.redis.max_backoff,
         ping_interval: config.redis.ping_interval,
         connect_timeout: config.redis.connect_timeout,
+        max_backlog_bytes: config.agent.max_backlog_bytes,
     }
 }
 
@@ -798,6 +806,23 @@ fn summarise_flood(shared: &Shared) {
         info!(%publisher, suppressed = n, "{text}");
         shared.presenter.notice(&text);
     }
+}
+
+/// Tells the user, once per period, how many pub/sub messages were dropped since the last report
+/// because the backlog was full: a loss they would otherwise never learn of.
+fn report_overflow(shared: &Shared, reported: &mut u64) {
+    let total = shared.stats.overflowed.get();
+    let n = total - *reported;
+    if n == 0 {
+        return;
+    }
+    *reported = total;
+    let text = format!(
+        "Herald fell behind: {n} notification{} dropped (pub/sub backlog full)",
+        if n == 1 { "" } else { "s" }
+    );
+    warn!(dropped = n, total, "{text}");
+    shared.presenter.notice(&text);
 }
 
 /// A stream entry whose id was handled before (a re-delivery, or a publisher's retried XADD) is

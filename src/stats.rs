@@ -36,6 +36,8 @@ pub struct Stats {
     pub outages: Counter,
     pub reloads: Counter,
     pub reload_failures: Counter,
+    /// Pub/sub messages dropped because the backlog was full (the agent fell behind).
+    pub overflowed: Counter,
 }
 
 impl Stats {
@@ -58,6 +60,7 @@ impl Stats {
             ("outages", &self.outages),
             ("reloads", &self.reloads),
             ("reload_failures", &self.reload_failures),
+            ("overflowed", &self.overflowed),
         ];
         pairs
             .iter()

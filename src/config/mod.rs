@@ -31,6 +31,9 @@ pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
 /// Environment variable that names the Redis URL.
 pub const REDIS_URL_ENV: &str = "HERALD_REDIS_URL";
 
+/// `[agent] max_backlog_mb` when unset: at ~150 bytes a notification, some 400,000 messages.
+pub const DEFAULT_BACKLOG_MB: usize = 64;
+
 /// A validated configuration.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
@@ -84,6 +87,8 @@ pub struct AgentConfig {
     pub hostname: String,
     pub groups: Vec<String>,
     pub max_payload_bytes: usize,
+    /// Pub/sub payload bytes held while the agent is behind (`max_backlog_mb`).
+    pub max_backlog_bytes: usize,
     /// Time zone for rules' local time; the system's when not set.
     pub timezone: jiff::tz::TimeZone,
     /// Where receipts go for notifications that name no `receipt_channel` of their own.
@@ -362,6 +367,20 @@ fn validate_agent(raw: RawAgent, out: &mut Collector<'_>) -> AgentConfig {
             }
         },
     };
+    let max_backlog_bytes = match raw.max_backlog_mb {
+        None => DEFAULT_BACKLOG_MB << 20,
+        Some(n) => match usize::try_from(*n.get_ref()) {
+            Ok(v) if (1..=4096).contains(&v) => v << 20,
+            _ => {
+                out.push(
+                    Some(n.span()),
+                    "agent.max_backlog_mb",
+                    "must be between 1 and 4096",
+                );
+                DEFAULT_BACKLOG_MB << 20
+            }
+        },
+    };
     let timezone = match raw.timezone {
         None => jiff::tz::TimeZone::system(),
         Some(name) => jiff::tz::TimeZone::get(name.get_ref()).unwrap_or_else(|e| {
@@ -377,6 +396,7 @@ fn validate_agent(raw: RawAgent, out: &mut Collector<'_>) -> AgentConfig {
         hostname,
         groups: raw.groups.unwrap_or_default(),
         max_payload_bytes,
+        max_backlog_bytes,
         timezone,
         receipt_channel: raw.receipt_channel.filter(|c| !c.is_empty()),
         reply_allow: {

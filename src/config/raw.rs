@@ -23,6 +23,7 @@ pub struct RawAgent {
     pub hostname: Option<Spanned<String>>,
     pub groups: Option<Vec<String>>,
     pub max_payload_bytes: Option<Spanned<i64>>,
+    pub max_backlog_mb: Option<Spanned<i64>>,
     pub timezone: Option<Spanned<String>>,
     pub receipt_channel: Option<String>,
     pub reply_allow: Option<Vec<Spanned<String>>>,

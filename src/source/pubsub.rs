@@ -9,7 +9,15 @@
 //! Settings arrive through a `watch` channel, so a config reload reaches a live session: added
 //! channels and patterns are subscribed and removed ones unsubscribed on the same connection (messages
 //! on the others keep flowing); a new URL ends the session and the next one connects there at once.
+//!
+//! Messages pass through a [`Backlog`] bounded in bytes (`[agent] max_backlog_mb`). The connection is
+//! always read at full speed: when the agent falls behind, Redis would otherwise hold the excess in
+//! the client's output buffer and cut the connection past its limit, losing everything buffered plus
+//! the reconnect gap, silently. Here the excess beyond the bound is dropped, counted and reported, and
+//! the connection stays up; memory stays bounded.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -31,6 +39,68 @@ pub struct PubSubSettings {
     pub max_backoff: Duration,
     pub ping_interval: Duration,
     pub connect_timeout: Duration,
+    /// Bytes of payload held while the agent is behind; beyond it messages are dropped.
+    pub max_backlog_bytes: usize,
+}
+
+/// Messages read from Redis and not yet taken by the agent, bounded in payload bytes.
+struct Backlog {
+    tx: mpsc::UnboundedSender<Incoming>,
+    bytes: Arc<AtomicUsize>,
+    /// Drops since the last warning, and when that was: one warning a second at most.
+    dropped: usize,
+    warned: Option<Instant>,
+}
+
+impl Backlog {
+    /// Queues `msg`, or drops and counts it when the backlog is full (or the agent is gone).
+    fn push(&mut self, msg: Incoming, limit: usize, stats: &Stats) {
+        let len = msg.payload.len();
+        let held = self.bytes.load(Ordering::Relaxed);
+        if held + len <= limit {
+            self.bytes.fetch_add(len, Ordering::Relaxed);
+            match self.tx.send(msg) {
+                Ok(()) => return,
+                Err(mpsc::error::SendError(back)) => {
+                    self.bytes.fetch_sub(len, Ordering::Relaxed);
+                    return self.dropped_one(&back.channel, held, stats);
+                }
+            }
+        }
+        self.dropped_one(&msg.channel, held, stats);
+    }
+
+    fn dropped_one(&mut self, channel: &str, held: usize, stats: &Stats) {
+        stats.overflowed.inc();
+        self.dropped += 1;
+        if self
+            .warned
+            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+        {
+            warn!(
+                dropped = self.dropped,
+                backlog_bytes = held,
+                channel,
+                "falling behind: pub/sub backlog full ([agent] max_backlog_mb); dropping new messages"
+            );
+            self.dropped = 0;
+            self.warned = Some(Instant::now());
+        }
+    }
+}
+
+/// Hands the backlog to the agent in order, waiting whenever the agent is busy.
+async fn relay(
+    mut rx: mpsc::UnboundedReceiver<Incoming>,
+    bytes: Arc<AtomicUsize>,
+    out: mpsc::Sender<Incoming>,
+) {
+    while let Some(msg) = rx.recv().await {
+        bytes.fetch_sub(msg.payload.len(), Ordering::Relaxed);
+        if out.send(msg).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Why a session ended.
@@ -48,10 +118,33 @@ enum SessionEnd {
     Moved,
 }
 
-/// Runs sessions until `shutdown` fires. Messages go to `out`; when `out` is closed, it stops too.
+/// Runs sessions until `shutdown` fires. Messages go to `out` through the backlog; when `out` is
+/// closed, it stops too.
 pub async fn run(
-    mut settings: watch::Receiver<PubSubSettings>,
+    settings: watch::Receiver<PubSubSettings>,
     out: mpsc::Sender<Incoming>,
+    stats: &Stats,
+    shutdown: CancellationToken,
+) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let bytes = Arc::new(AtomicUsize::new(0));
+    let backlog = Backlog {
+        tx,
+        bytes: bytes.clone(),
+        dropped: 0,
+        warned: None,
+    };
+    // The sessions end (dropping the backlog's sender) on shutdown; the relay then hands on what is
+    // left, unless the agent has stopped reading.
+    tokio::join!(
+        sessions(settings, backlog, stats, shutdown),
+        relay(rx, bytes, out)
+    );
+}
+
+async fn sessions(
+    mut settings: watch::Receiver<PubSubSettings>,
+    mut backlog: Backlog,
     stats: &Stats,
     shutdown: CancellationToken,
 ) {
@@ -68,7 +161,15 @@ pub async fn run(
     let mut outage: Option<Outage> = None;
     loop {
         let current = settings.borrow_and_update().clone();
-        let end = session(current.clone(), &mut settings, &out, &mut outage, &shutdown).await;
+        let end = session(
+            current.clone(),
+            &mut settings,
+            &mut backlog,
+            stats,
+            &mut outage,
+            &shutdown,
+        )
+        .await;
         let reason = match end {
             SessionEnd::Shutdown => return,
             SessionEnd::Moved => {
@@ -127,7 +228,8 @@ impl Outage {
 async fn session(
     mut current: PubSubSettings,
     updates: &mut watch::Receiver<PubSubSettings>,
-    out: &mpsc::Sender<Incoming>,
+    backlog: &mut Backlog,
+    stats: &Stats,
     outage: &mut Option<Outage>,
     shutdown: &CancellationToken,
 ) -> SessionEnd {
@@ -165,9 +267,7 @@ async fn session(
                     payload: msg.get_payload_bytes().to_vec(),
                     ack: None,
                 };
-                if out.send(incoming).await.is_err() {
-                    return SessionEnd::Shutdown;
-                }
+                backlog.push(incoming, current.max_backlog_bytes, stats);
             }
             _ = ping.tick() => {
                 let timeout = current.ping_interval.min(Duration::from_secs(5));

@@ -181,3 +181,82 @@ fn memory_bombs_hit_the_vm_limit_and_rss_stays_bounded() {
         rss >> 20
     );
 }
+
+#[test]
+fn an_agent_that_falls_behind_drops_beyond_its_backlog_says_so_and_stays_connected() {
+    let redis = Redis::start();
+    let pack = tempfile::tempdir().unwrap();
+    // 0.2 ms of work per message: far slower than Redis can deliver a pipelined flood.
+    std::fs::write(
+        pack.path().join("slow.luau"),
+        r#"return { on_message = function(msg)
+             local t = os.clock()
+             while os.clock() - t < 0.0002 do end
+             if msg.channel == "flood" then return nil end
+             return msg
+           end }"#,
+    )
+    .unwrap();
+    let cfg = config("ws-b", &[r#"channel = "flood""#, r#"channel = "calm""#])
+        .replace("[presenter]", "max_backlog_mb = 1\n\n[presenter]")
+        + &format!("[rules]\npacks = [{:?}]\n", pack.path());
+    let mut agent = Agent::start(&redis, &cfg);
+    const FLOOD: usize = 3000;
+    let padding = "x".repeat(10_000); // 10 KB each: 1 MB of backlog holds about 100
+    let mut pipe = redis::pipe();
+    for i in 0..FLOOD {
+        pipe.cmd("PUBLISH")
+            .arg("flood")
+            .arg(note(&format!("flood {i}"), json!({ "padding": padding })))
+            .ignore();
+    }
+    pipe.exec(&mut redis.conn()).unwrap();
+    let notice = agent.expect_line("a falling-behind notice", |j| j["event"] == "notice");
+    let text = notice["text"].as_str().unwrap().to_owned();
+    assert!(
+        text.starts_with("Herald fell behind: ")
+            && text.ends_with(" dropped (pub/sub backlog full)"),
+        "{text}"
+    );
+    redis.publish("calm", note("calm after the flood", json!({})));
+    agent.expect_shown("calm after the flood");
+    assert!(agent.terminate().success());
+    assert!(
+        !agent
+            .logs
+            .iter()
+            .any(|l| l.contains("lost the Redis connection")),
+        "the connection stayed up"
+    );
+    let summary = agent
+        .logs
+        .iter()
+        .find(|l| l.contains("stopped"))
+        .expect("summary");
+    let counter = |name: &str| -> usize {
+        let at = summary.find(&format!("{name}=")).unwrap() + name.len() + 1;
+        summary[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (received, overflowed) = (counter("received"), counter("overflowed"));
+    let noticed: usize = agent
+        .seen
+        .iter()
+        .filter_map(|l| l.split("Herald fell behind: ").nth(1))
+        .map(|rest| rest.split(' ').next().unwrap().parse::<usize>().unwrap())
+        .sum();
+    assert!(overflowed > 0, "{summary}");
+    assert_eq!(
+        received + overflowed,
+        FLOOD + 1,
+        "every message is accounted for: {summary}"
+    );
+    assert_eq!(noticed, overflowed, "the user was told of every drop");
+    eprintln!(
+        "backlog: {FLOOD} × 10 KB published, {received} handled, {overflowed} dropped and reported"
+    );
+}

@@ -114,6 +114,7 @@ pub async fn run(
     let dialogs = presenter.dialogs();
     let url = config::resolve_redis_url(options.url_flag.as_deref(), Some(&config));
     let url = config::with_password(&url, &config.redis.password).map_err(StartError::Password)?;
+    crate::connect::set_tls(&config.redis.tls);
     let (url_tx, url_rx) = watch::channel(url.clone());
     let url_for_streams = url.clone();
     let (replier, reply_task) = Replier::spawn(url_rx, config.redis.max_backoff, stats.clone());
@@ -300,7 +301,7 @@ impl Agent {
             Ok(url) => url,
             Err(e) => return self.reload_failed("config not reloaded", vec![e]),
         };
-        if let Err(e) = config::check_redis_url(&url) {
+        if let Err(e) = config::check_redis_url(&url, &next.redis.tls) {
             return self.reload_failed("config not reloaded", vec![e]);
         }
         let rules_summary = match self.reload_rules(&next).await {
@@ -311,6 +312,10 @@ impl Agent {
             }
         };
         // Everything compiled: swap.
+        crate::connect::set_tls(&next.redis.tls);
+        if next.redis.tls != old.redis.tls {
+            self.notice("Herald: TLS settings changed; they apply to new connections (restart herald to reconnect now)");
+        }
         if next.presenter.kind != old.presenter.kind {
             self.notice("Herald: presenter.kind changed; restart herald to switch presenters");
         }

@@ -7,6 +7,7 @@
 //!
 //! - [`cli`]: the `herald` commands (`run`, `check`, `publish`, `rules`, `keygen`, `pack`, `agents`,
 //!   `replay`), logging, exit codes.
+//! - [`connect`]: opening Redis clients, `rediss://` with rustls and the config's CA.
 //! - [`config`]: raw TOML types, validation that reports every error with file and line, the
 //!   validated [`config::Config`], and how the Redis URL is found.
 //! - [`source`]: where raw payloads come from: [`source::pubsub`], the reconnecting session loop,
@@ -30,6 +31,7 @@
 pub mod agent;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod flood;
 pub mod lock;
 pub mod message;

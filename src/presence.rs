@@ -57,7 +57,7 @@ async fn refresh(
 ) -> redis::RedisResult<()> {
     if conn.is_none() {
         *conn = Some(
-            redis::Client::open(url)?
+            crate::connect::client(url)?
                 .get_multiplexed_async_connection()
                 .await?,
         );

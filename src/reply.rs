@@ -177,7 +177,7 @@ async fn publish(
         .as_ref()
         .is_none_or(|(connected_to, _)| connected_to != url)
     {
-        let client = redis::Client::open(url)?;
+        let client = crate::connect::client(url)?;
         *conn = Some((
             url.to_owned(),
             client.get_multiplexed_async_connection().await?,

@@ -39,12 +39,13 @@ impl Target {
         let url = config::resolve_redis_url(self.url.as_deref(), config.as_ref());
         let url = match &config {
             Some(c) => {
+                crate::connect::set_tls(&c.redis.tls);
                 config::with_password(&url, &c.redis.password).map_err(anyhow::Error::msg)?
             }
             None => url,
         };
         let client =
-            redis::Client::open(url.as_str()).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+            crate::connect::client(url.as_str()).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
         client
             .get_multiplexed_async_connection()
             .await

@@ -95,7 +95,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Some(c) => config::with_password(&url, &c.redis.password).map_err(anyhow::Error::msg)?,
         None => url,
     };
-    config::check_redis_url(&url).map_err(anyhow::Error::msg)?;
+    let tls = config
+        .as_ref()
+        .map(|c| c.redis.tls.clone())
+        .unwrap_or_default();
+    config::check_redis_url(&url, &tls).map_err(anyhow::Error::msg)?;
+    crate::connect::set_tls(&tls);
     let (mut doc, id) = build(&args)?;
     let reply_channel = match (&args.wait, doc.get("reply_channel").and_then(Value::as_str)) {
         (Some(_), None) => {
@@ -132,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let runtime = super::runtime()?;
     runtime.block_on(async {
-        let client = redis::Client::open(url.as_str())?;
+        let client = crate::connect::client(url.as_str())?;
         let connect_error = || format!("cannot connect to Redis at {}", redacted(&url));
         // Subscribe before publishing, so no fast answer is missed.
         let listener = match (args.wait, &reply_channel) {

@@ -29,7 +29,7 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = args.config.load()?;
     let redis_url = config::resolve_redis_url(args.url.as_deref(), Some(&config));
-    config::check_redis_url(&redis_url).map_err(anyhow::Error::msg)?;
+    config::check_redis_url(&redis_url, &config.redis.tls).map_err(anyhow::Error::msg)?;
     let _lock = InstanceLock::acquire(&config.path)?;
     let runtime = super::runtime()?;
     runtime.block_on(async {

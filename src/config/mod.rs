@@ -10,6 +10,7 @@ pub mod error;
 mod raw;
 mod rules;
 mod subscribe;
+mod tls;
 pub mod watch;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ use raw::{
 };
 pub use rules::{OnError, RulesConfig, globs as globs_for};
 pub use subscribe::{Group, StreamStart, StreamSubscription};
+pub use tls::TlsConfig;
 
 /// The Redis URL used when neither flag, environment nor config names one.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:6379/";
@@ -108,6 +110,8 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// Where the password comes from when the URL has none.
     pub password: PasswordSource,
+    /// CA, client certificate and `#insecure` permission for `rediss://`.
+    pub tls: TlsConfig,
 }
 
 /// `[redis] password_env` / `password_command`: keep the password out of the config file.
@@ -234,7 +238,7 @@ fn check_sections<'i>(doc: &Spanned<DeTable<'i>>, out: &mut Collector<'_>) -> De
 /// Pass three: what the values mean.
 fn validate(path: &Path, raw: RawConfig, out: &mut Collector<'_>) -> Config {
     let agent = validate_agent(raw.agent.unwrap_or_default(), out);
-    let redis = validate_redis(raw.redis.unwrap_or_default(), out);
+    let redis = validate_redis(path, raw.redis.unwrap_or_default(), out);
     let raw_required = subscribe::names_requiring_signature(raw.subscribe.as_ref());
     let (subscriptions, streams) = subscribe::validate(raw.subscribe, &agent.hostname, out);
     let presenter = validate_presenter(raw.presenter.unwrap_or_default(), out);
@@ -417,9 +421,10 @@ pub fn machine_hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
-fn validate_redis(raw: RawRedis, out: &mut Collector<'_>) -> RedisConfig {
+fn validate_redis(path: &Path, raw: RawRedis, out: &mut Collector<'_>) -> RedisConfig {
+    let tls = tls::validate(path, &raw, out);
     if let Some(url) = &raw.url
-        && let Err(e) = check_redis_url(url.get_ref())
+        && let Err(e) = check_redis_url(url.get_ref(), &tls)
     {
         out.push(Some(url.span()), "redis.url", e);
     }
@@ -435,6 +440,7 @@ fn validate_redis(raw: RawRedis, out: &mut Collector<'_>) -> RedisConfig {
         ping_interval: duration(raw.ping_interval, "ping_interval", 10),
         connect_timeout: duration(raw.connect_timeout, "connect_timeout", 5),
         url: raw.url.map(Spanned::into_inner),
+        tls,
         password: match (raw.password_env, raw.password_command) {
             (Some(_), Some(_)) => {
                 out.push(
@@ -524,11 +530,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Duration::try_from(signed).map_err(|_| format!("`{text}` must not be negative"))
 }
 
-/// Checks that `url` is a Redis URL the client can use.
-pub fn check_redis_url(url: &str) -> Result<(), String> {
-    redis::Client::open(url)
-        .map(drop)
-        .map_err(|e| format!("`{url}` is not a usable Redis URL: {e}"))
+/// Checks that `url` is a Redis URL the client can use, and that it turns certificate checks off
+/// (`rediss://…#insecure`) only where the config says so explicitly.
+pub fn check_redis_url(url: &str, tls: &TlsConfig) -> Result<(), String> {
+    if url.starts_with("rediss://") && url.ends_with("#insecure") && !tls.insecure {
+        return Err(format!(
+            "`{}` turns off TLS certificate checks; set `[redis] tls_insecure = true` to allow that",
+            crate::connect::redacted(url)
+        ));
+    }
+    redis::Client::open(url).map(drop).map_err(|e| {
+        format!(
+            "`{}` is not a usable Redis URL: {e}",
+            crate::connect::redacted(url)
+        )
+    })
 }
 
 /// The Redis URL every command uses: `--url` > `HERALD_REDIS_URL` > `[redis] url` > the default.

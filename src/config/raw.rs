@@ -38,6 +38,10 @@ pub struct RawRedis {
     pub connect_timeout: Option<Spanned<String>>,
     pub password_env: Option<String>,
     pub password_command: Option<String>,
+    pub tls_ca_file: Option<Spanned<String>>,
+    pub tls_cert_file: Option<Spanned<String>>,
+    pub tls_key_file: Option<Spanned<String>>,
+    pub tls_insecure: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

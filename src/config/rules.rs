@@ -134,7 +134,7 @@ pub fn globs(patterns: &[String]) -> Result<GlobSet, globset::Error> {
     b.build()
 }
 
-fn expand(base: &Path, path: &str) -> PathBuf {
+pub(super) fn expand(base: &Path, path: &str) -> PathBuf {
     let path = match path.strip_prefix("~/") {
         Some(rest) => dirs::home_dir().unwrap_or_default().join(rest),
         None => PathBuf::from(path),

@@ -167,3 +167,47 @@ fn a_password_source_fills_a_url_without_one() {
         .contains("not set")
     );
 }
+
+#[test]
+fn tls_files_are_read_and_checked_when_the_config_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_pem = dir.path().join("not.pem");
+    std::fs::write(&not_pem, "hello").unwrap();
+    let src = format!(
+        "[redis]\nurl = \"rediss://h:6380/\"\ntls_ca_file = {:?}\ntls_cert_file = {:?}\n\n[[subscribe]]\nchannel = \"n\"\n",
+        dir.path().join("missing.pem"),
+        not_pem
+    );
+    let errors = messages(&src);
+    assert!(
+        errors.iter().any(|e| e.contains("herald.toml:3:")
+            && e.contains("redis.tls_ca_file")
+            && e.contains("cannot read")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("herald.toml:4:") && e.contains("holds no PEM certificate")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("needs both `tls_cert_file` and `tls_key_file`")),
+        "{errors:?}"
+    );
+}
+
+#[test]
+fn insecure_tls_urls_need_tls_insecure() {
+    let url = "[redis]\nurl = \"rediss://h:6380/#insecure\"\n";
+    let subs = "\n[[subscribe]]\nchannel = \"n\"\n";
+    let errors = messages(&format!("{url}{subs}"));
+    assert!(
+        errors[0].contains("herald.toml:2:") && errors[0].contains("tls_insecure = true"),
+        "{errors:?}"
+    );
+    let c = parse(&format!("{url}tls_insecure = true\n{subs}")).unwrap();
+    assert!(c.redis.tls.insecure);
+}

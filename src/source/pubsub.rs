@@ -29,6 +29,7 @@ use tracing::{debug, info, warn};
 
 use super::Incoming;
 use crate::config::Subscription;
+pub use crate::connect::redacted;
 use crate::stats::Stats;
 
 /// What one pub/sub source needs to know.
@@ -334,7 +335,7 @@ async fn resubscribe(
 async fn connect_and_subscribe(
     settings: &PubSubSettings,
 ) -> Result<(PubSubSink, PubSubStream), String> {
-    let client = redis::Client::open(settings.url.as_str()).map_err(|e| e.to_string())?;
+    let client = crate::connect::client(settings.url.as_str()).map_err(|e| e.to_string())?;
     let connect = async {
         let (mut sink, stream) = client.get_async_pubsub().await?.split();
         resubscribe(&mut sink, &[], &settings.subscriptions).await?;
@@ -364,18 +365,6 @@ fn names_of(subs: &[&Subscription]) -> Vec<String> {
 fn count(subs: &[Subscription]) -> (usize, usize) {
     let patterns = names(subs, true).len();
     (subs.len() - patterns, patterns)
-}
-
-/// The URL without its password, for logs.
-pub fn redacted(url: &str) -> String {
-    match url.split_once("://").and_then(|(scheme, rest)| {
-        let (auth, host) = rest.rsplit_once('@')?;
-        let user = auth.split_once(':').map_or(auth, |(u, _)| u);
-        Some(format!("{scheme}://{user}:***@{host}"))
-    }) {
-        Some(r) => r,
-        None => url.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ async fn session(
     in_flight: &InFlight,
     acker: &Acker,
 ) -> Result<(), String> {
-    let client = redis::Client::open(s.url.as_str()).map_err(|e| e.to_string())?;
+    let client = crate::connect::client(s.url.as_str()).map_err(|e| e.to_string())?;
     let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(s.connect_timeout))
         .set_response_timeout(Some(BLOCK + Duration::from_secs(5)));
@@ -341,7 +341,7 @@ async fn ack_loop(
             let result = async {
                 if conn.is_none() {
                     conn = Some(
-                        redis::Client::open(url.as_str())?
+                        crate::connect::client(url.as_str())?
                             .get_multiplexed_async_connection()
                             .await?,
                     );

@@ -13,4 +13,5 @@ mod reconnect;
 mod reload;
 mod rules;
 mod streams;
+mod tls;
 mod trust;

@@ -20,6 +20,9 @@ pub struct Redis {
     pub port: u16,
     dir: tempfile::TempDir,
     durable: bool,
+    /// With TLS: the TLS port and its server arguments (the plain `port` stays open for the test).
+    pub tls_port: Option<u16>,
+    tls_args: Vec<String>,
 }
 
 impl Redis {
@@ -40,9 +43,47 @@ impl Redis {
             port,
             dir,
             durable,
+            tls_port: None,
+            tls_args: Vec::new(),
         };
         redis.start_again();
         redis
+    }
+
+    /// A Redis that also listens for TLS, with `server.pem`/`server.key` from `certs`, trusting
+    /// `ca.pem` for client certificates; `require_client_cert` sets `tls-auth-clients yes`.
+    pub fn start_tls(certs: &Path, require_client_cert: bool) -> Redis {
+        let tls_port = free_port();
+        let file = |name: &str| certs.join(name).display().to_string();
+        let mut redis = Redis {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            durable: false,
+            tls_port: Some(tls_port),
+            tls_args: vec![
+                "--tls-port".into(),
+                tls_port.to_string(),
+                "--tls-cert-file".into(),
+                file("server.pem"),
+                "--tls-key-file".into(),
+                file("server.key"),
+                "--tls-ca-cert-file".into(),
+                file("ca.pem"),
+                "--tls-auth-clients".into(),
+                if require_client_cert { "yes" } else { "no" }.into(),
+            ],
+        };
+        redis.start_again();
+        redis
+    }
+
+    /// The `rediss://` URL of a TLS Redis.
+    pub fn tls_url(&self) -> String {
+        format!(
+            "rediss://127.0.0.1:{}/",
+            self.tls_port.expect("started with TLS")
+        )
     }
 
     /// Starts the server (again) on the same port, waiting for "Ready to accept connections".
@@ -63,6 +104,7 @@ impl Redis {
                 ["--appendonly", "no", "--appendfsync", "everysec"]
             })
             .args(["--logfile", ""])
+            .args(&self.tls_args)
             .arg("--dir")
             .arg(self.dir.path())
             .stdout(Stdio::piped())

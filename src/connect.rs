@@ -1,0 +1,65 @@
+//! How Herald opens Redis clients: `redis://` in the clear, `rediss://` over TLS (rustls), verified
+//! against the system's roots or `[redis] tls_ca_file`, with a client certificate where the server
+//! asks for one.
+//!
+//! The TLS material is process-wide, set from the config at start and on every reload: the URL
+//! travels as a plain string through the sources, the replier, presence and the CLI, and every one of
+//! them opens its clients here, so no connection can forget the config's CA or client certificate.
+
+use std::sync::{Once, RwLock};
+
+use redis::{Client, ClientTlsConfig, RedisResult, TlsCertificates};
+
+use crate::config::TlsConfig;
+
+static TLS: RwLock<Option<TlsConfig>> = RwLock::new(None);
+
+/// Uses `tls` for every `rediss://` client opened from now on.
+pub fn set_tls(tls: &TlsConfig) {
+    *TLS.write().unwrap_or_else(|p| p.into_inner()) = Some(tls.clone());
+}
+
+/// A client for `url`: TLS with the configured roots and client certificate for `rediss://`.
+pub fn client(url: &str) -> RedisResult<Client> {
+    install_crypto_provider();
+    let tls = TLS.read().unwrap_or_else(|p| p.into_inner()).clone();
+    match tls {
+        Some(tls) if url.starts_with("rediss://") && (tls.ca.is_some() || tls.client.is_some()) => {
+            Client::build_with_tls(
+                url,
+                TlsCertificates {
+                    client_tls: tls.client.map(|(client_cert, client_key)| ClientTlsConfig {
+                        client_cert,
+                        client_key,
+                    }),
+                    root_cert: tls.ca,
+                },
+            )
+        }
+        _ => Client::open(url),
+    }
+}
+
+/// rustls needs one crypto provider per process; ring is ours. rustls marks ring's provider
+/// deprecated because it lacks post-quantum key exchange; aws-lc-rs has it but needs cmake and a far
+/// longer build, and Redis servers (OpenSSL) rarely offer it yet. Revisit when they do.
+#[allow(deprecated)]
+fn install_crypto_provider() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Fails only when a provider is already installed, which is as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// The URL without its password, for logs.
+pub fn redacted(url: &str) -> String {
+    match url.split_once("://").and_then(|(scheme, rest)| {
+        let (auth, host) = rest.rsplit_once('@')?;
+        let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+        Some(format!("{scheme}://{user}:***@{host}"))
+    }) {
+        Some(r) => r,
+        None => url.to_owned(),
+    }
+}

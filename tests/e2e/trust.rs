@@ -384,3 +384,69 @@ fn the_password_can_come_from_a_command_instead_of_the_config() {
         "the password is never logged"
     );
 }
+
+#[test]
+fn ten_thousand_messages_in_ten_seconds_show_at_most_burst_plus_rate_and_one_summary() {
+    let redis = Redis::start();
+    let mut cfg = crate::util::config("ws", &[r#"channel = "noisy""#, r#"channel = "calm""#]);
+    // The summary interval outlasts the flood, so all of it lands in one notice.
+    cfg.push_str("[flood]\nburst = 20\nper_second = 5\nsummary_every = \"12s\"\n");
+    let mut agent = Agent::start(&redis, &cfg);
+    let started = std::time::Instant::now();
+    let mut conn = redis.conn();
+    // 1,000 a second for 10 s, in bursts of 100 every 100 ms; one calm message each second.
+    for tenth in 0..100 {
+        let mut pipe = redis::pipe();
+        for i in 0..100 {
+            pipe.cmd("PUBLISH")
+                .arg("noisy")
+                .arg(note(&format!("flood {}", tenth * 100 + i), json!({})))
+                .ignore();
+        }
+        if tenth % 10 == 0 {
+            pipe.cmd("PUBLISH")
+                .arg("calm")
+                .arg(note(&format!("calm {}", tenth / 10), json!({})))
+                .ignore();
+        }
+        pipe.exec(&mut conn).unwrap();
+        let next = std::time::Duration::from_millis(100 * (tenth + 1));
+        std::thread::sleep(next.saturating_sub(started.elapsed()));
+    }
+    let publishing = started.elapsed().as_secs_f64();
+    for i in 0..10 {
+        agent.expect_shown(&format!("calm {i}"));
+    }
+    let notice = agent.expect_line("the one suppression notice", |j| j["event"] == "notice");
+    let text = notice["text"].as_str().unwrap().to_owned();
+    let elapsed = started.elapsed().as_secs_f64();
+    agent.catch_up();
+    let flooded = agent
+        .seen
+        .iter()
+        .filter(|l| l.contains(r#""title":"flood "#))
+        .count();
+    let bound = 20.0 + 5.0 * elapsed;
+    assert!(
+        flooded as f64 <= bound,
+        "{flooded} shown in {elapsed:.1} s, bound {bound:.0}"
+    );
+    assert_eq!(
+        text,
+        format!(
+            "{} notifications suppressed from channel noisy",
+            10_000 - flooded
+        ),
+        "one summary for the whole flood"
+    );
+    assert!(agent.terminate().success());
+    let notices = agent
+        .seen
+        .iter()
+        .filter(|l| l.contains(r#""event":"notice""#))
+        .count();
+    assert_eq!(notices, 1, "exactly one summary");
+    eprintln!(
+        "flood: 10,000 published over {publishing:.1} s, {flooded} shown (bound {bound:.0}), 10 of 10 calm shown, one summary"
+    );
+}

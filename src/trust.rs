@@ -110,11 +110,12 @@ pub fn verify(
         .keys
         .get(&env.kid)
         .ok_or_else(|| TrustError::UnknownKey(env.kid.clone()))?;
-    let skew = (now - env.ts).abs();
-    if skew > max_skew {
+    // abs_diff: a publisher's `ts` may be anything an i64 holds; a subtraction could overflow.
+    let skew = now.abs_diff(env.ts);
+    if skew > max_skew.unsigned_abs() {
         return Err(TrustError::Stale {
             ts: env.ts,
-            skew,
+            skew: i64::try_from(skew).unwrap_or(i64::MAX),
             max: max_skew,
         });
     }
@@ -248,6 +249,19 @@ mod tests {
             verify(swapped, &ring, 1000, 300),
             Err(TrustError::IdMismatch { .. })
         ));
+    }
+
+    #[test]
+    fn timestamps_at_the_ends_of_the_range_are_stale_not_a_panic() {
+        let (key, ring) = setup();
+        for ts in [i64::MIN, i64::MIN + 1, i64::MAX] {
+            let mut env = envelope(&key, "n", 1000);
+            env["ts"] = ts.into();
+            assert!(
+                matches!(verify(env, &ring, 1000, 300), Err(TrustError::Stale { .. })),
+                "ts {ts}"
+            );
+        }
     }
 
     #[test]

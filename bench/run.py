@@ -261,6 +261,7 @@ def sustained(rates):
                 break
         disconnected = agent.saw("lost the Redis connection")
         agent.stop()
+        row["c_disconnected"] = disconnected
         row["c_dropped"] = agent.counter("overflowed")
         row["c"] = answered and not disconnected and row["c_dropped"] == 0
         r.stop()
@@ -309,8 +310,8 @@ def main():
     with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:
         f.write(f"# Benchmark results\n\nMachine: {machine}; {redis_version}, started by the script. "
                 f"{COUNT:,} notifications per drain run.\n\n{table}\n\n"
-                f"Sustained runs (rate: survived? per consumer; c_dropped: messages herald dropped beyond its "
-                f"default 64 MB backlog): {sus}\n")
+                f"Sustained runs (rate: survived? per consumer; c_disconnected: did Redis cut herald off; c_dropped: "
+                f"messages herald dropped beyond its default 64 MB backlog, and reported): {sus}\n")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 //! message and a memory cap; a rule that fails is logged, counted and handled per `[rules] on_error`,
 //! and never stops the agent.
 //!
-//! - `engine`: the VM, compiled rules and the per-message pipeline (synchronous).
+//! - `engine`: the VM, compiled rules and the per-message pipeline (synchronous); `driver`: its hot
+//!   path inside the VM (`driver.luau`: build `msg`, run the rules, read `msg` back in three calls).
 //! - `api`: the `herald` module and `ctx`; `state`: `seen`/`rate` memory and the clock;
 //!   `window`: `in_window`; `convert`: notification ⇄ Lua table.
 //! - `worker`: the rules thread and its async handle.

@@ -21,7 +21,9 @@ fuzz_target!(|data: &[u8]| {
     if trust::looks_signed(&json) {
         let keys = Keyring::from_base64(&[("fz".into(), FZ_PUBLIC.into())]).expect("valid key");
         if let Ok(verified) = trust::verify(json, &keys, SEED_TS, 300) {
-            let _ = message::decode(verified.payload.as_bytes(), DEFAULT_MAX_PAYLOAD, || "fuzz".into());
+            let _ = message::decode(verified.payload.as_bytes(), DEFAULT_MAX_PAYLOAD, || {
+                "fuzz".into()
+            });
         }
     }
 });

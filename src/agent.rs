@@ -211,6 +211,18 @@ pub async fn run(
                     tick = tick_interval(period).await;
                 }
             }
+            // Timers come before messages: under a flood `incoming` is always ready, and the
+            // reports of what the flood cost (and on_tick) must not wait for it to end.
+            _ = flood_summary.tick() => summarise_flood(&shared),
+            _ = behind_check.tick() => report_overflow(&shared, &mut overflow_reported),
+            _ = tick.tick(), if agent.rules.is_some() => {
+                if let Some(rules) = &agent.rules {
+                    match rules.tick().await {
+                        Ok(t) => apply_effects(&shared, t.effects, &t.failures),
+                        Err(e) => error!(error = %e, "on_tick not run"),
+                    }
+                }
+            }
             // The rules thread works while this loop goes on reading: results come back in order.
             Some((batch, processed)) = in_rules.next(), if !in_rules.is_empty() => {
                 let batch: Vec<Prepared> = batch;
@@ -243,20 +255,12 @@ pub async fn run(
                 }
                 None => break,
             },
-            _ = flood_summary.tick() => summarise_flood(&shared),
-            _ = behind_check.tick() => report_overflow(&shared, &mut overflow_reported),
-            _ = tick.tick(), if agent.rules.is_some() => {
-                if let Some(rules) = &agent.rules {
-                    match rules.tick().await {
-                        Ok(t) => apply_effects(&shared, t.effects, &t.failures),
-                        Err(e) => error!(error = %e, "on_tick not run"),
-                    }
-                }
-            }
         }
     }
 
     info!("shutting down");
+    // Nothing more is read: the pub/sub relay, blocked on a full channel, must see it closed.
+    drop(incoming);
     // Messages already with the rules are finished, so none read from Redis is silently lost.
     while let Some((batch, processed)) = in_rules.next().await {
         rules_done(&shared, &questions, batch, processed);
@@ -643,17 +647,15 @@ fn rules_done(
     batch: Vec<Prepared>,
     processed: Result<Vec<Processed>, Stopped>,
 ) {
-    match processed {
-        Ok(processed) => {
-            for (prepared, processed) in batch.into_iter().zip(processed) {
-                after_rules(shared, questions, prepared, Ok(processed));
-            }
-        }
-        Err(Stopped) => {
-            for prepared in batch {
-                after_rules(shared, questions, prepared, Err(Stopped));
-            }
-        }
+    // One result per message; should one be missing, that message is handled as if the rules
+    // had stopped, never silently skipped.
+    let mut results = processed.map(Vec::into_iter);
+    for prepared in batch {
+        let result = match &mut results {
+            Ok(results) => results.next().ok_or(Stopped),
+            Err(Stopped) => Err(Stopped),
+        };
+        after_rules(shared, questions, prepared, result);
     }
 }
 

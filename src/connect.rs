@@ -8,7 +8,7 @@
 
 use std::sync::{Once, RwLock};
 
-use redis::{Client, ClientTlsConfig, RedisResult, TlsCertificates};
+use redis::{Client, ClientTlsConfig, ConnectionAddr, RedisResult, TlsCertificates};
 
 use crate::config::TlsConfig;
 
@@ -22,9 +22,14 @@ pub fn set_tls(tls: &TlsConfig) {
 /// A client for `url`: TLS with the configured roots and client certificate for `rediss://`.
 pub fn client(url: &str) -> RedisResult<Client> {
     install_crypto_provider();
+    let plain = Client::open(url)?;
+    let is_tls = matches!(
+        plain.get_connection_info().addr(),
+        ConnectionAddr::TcpTls { .. }
+    );
     let tls = TLS.read().unwrap_or_else(|p| p.into_inner()).clone();
     match tls {
-        Some(tls) if url.starts_with("rediss://") && (tls.ca.is_some() || tls.client.is_some()) => {
+        Some(tls) if is_tls && (tls.ca.is_some() || tls.client.is_some()) => {
             Client::build_with_tls(
                 url,
                 TlsCertificates {
@@ -36,7 +41,7 @@ pub fn client(url: &str) -> RedisResult<Client> {
                 },
             )
         }
-        _ => Client::open(url),
+        _ => Ok(plain),
     }
 }
 

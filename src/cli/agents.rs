@@ -36,16 +36,10 @@ impl Target {
             ),
             None => None,
         };
-        let url = config::resolve_redis_url(self.url.as_deref(), config.as_ref());
-        let url = match &config {
-            Some(c) => {
-                crate::connect::set_tls(&c.redis.tls);
-                config::with_password(&url, &c.redis.password).map_err(anyhow::Error::msg)?
-            }
-            None => url,
-        };
-        let client =
-            crate::connect::client(url.as_str()).map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+        let url = config::redis_target(self.url.as_deref(), config.as_ref())
+            .map_err(anyhow::Error::msg)?;
+        let client = crate::connect::client(url.as_str())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", crate::connect::redacted(&url)))?;
         client
             .get_multiplexed_async_connection()
             .await

@@ -90,17 +90,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
-    let url = config::resolve_redis_url(args.url.as_deref(), config.as_ref());
-    let url = match &config {
-        Some(c) => config::with_password(&url, &c.redis.password).map_err(anyhow::Error::msg)?,
-        None => url,
-    };
-    let tls = config
-        .as_ref()
-        .map(|c| c.redis.tls.clone())
-        .unwrap_or_default();
-    config::check_redis_url(&url, &tls).map_err(anyhow::Error::msg)?;
-    crate::connect::set_tls(&tls);
+    let url =
+        config::redis_target(args.url.as_deref(), config.as_ref()).map_err(anyhow::Error::msg)?;
     let (mut doc, id) = build(&args)?;
     let reply_channel = match (&args.wait, doc.get("reply_channel").and_then(Value::as_str)) {
         (Some(_), None) => {

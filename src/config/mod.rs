@@ -531,20 +531,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 /// Checks that `url` is a Redis URL the client can use, and that it turns certificate checks off
-/// (`rediss://…#insecure`) only where the config says so explicitly.
+/// (`rediss://…#insecure`) only where the config says so explicitly. The URL is judged as the client
+/// will read it (scheme case, `valkeys://`, stray whitespace), never by its text.
 pub fn check_redis_url(url: &str, tls: &TlsConfig) -> Result<(), String> {
-    if url.starts_with("rediss://") && url.ends_with("#insecure") && !tls.insecure {
+    let client = redis::Client::open(url).map_err(|e| {
+        format!(
+            "`{}` is not a usable Redis URL: {e}",
+            crate::connect::redacted(url)
+        )
+    })?;
+    let insecure = matches!(
+        client.get_connection_info().addr(),
+        redis::ConnectionAddr::TcpTls { insecure: true, .. }
+    );
+    if insecure && !tls.insecure {
         return Err(format!(
             "`{}` turns off TLS certificate checks; set `[redis] tls_insecure = true` to allow that",
             crate::connect::redacted(url)
         ));
     }
-    redis::Client::open(url).map(drop).map_err(|e| {
-        format!(
-            "`{}` is not a usable Redis URL: {e}",
-            crate::connect::redacted(url)
-        )
-    })
+    Ok(())
 }
 
 /// The Redis URL every command uses: `--url` > `HERALD_REDIS_URL` > `[redis] url` > the default.
@@ -554,6 +560,19 @@ pub fn resolve_redis_url(flag: Option<&str>, config: Option<&Config>) -> String 
         .or(env)
         .or_else(|| config.and_then(|c| c.redis.url.clone()))
         .unwrap_or_else(|| DEFAULT_REDIS_URL.to_owned())
+}
+
+/// For the CLI's one-shot commands: the Redis URL to use (see [`resolve_redis_url`]) with the
+/// config's password, checked, and the config's TLS settings in force for the clients it opens.
+pub fn redis_target(flag: Option<&str>, config: Option<&Config>) -> Result<String, String> {
+    let url = resolve_redis_url(flag, config);
+    let (url, tls) = match config {
+        Some(c) => (with_password(&url, &c.redis.password)?, c.redis.tls.clone()),
+        None => (url, TlsConfig::default()),
+    };
+    check_redis_url(&url, &tls)?;
+    crate::connect::set_tls(&tls);
+    Ok(url)
 }
 
 /// Adds the password from `source` to `url` when the URL carries none.

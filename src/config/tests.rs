@@ -211,3 +211,25 @@ fn insecure_tls_urls_need_tls_insecure() {
     let c = parse(&format!("{url}tls_insecure = true\n{subs}")).unwrap();
     assert!(c.redis.tls.insecure);
 }
+
+#[test]
+fn insecure_tls_is_recognised_however_the_url_is_spelled() {
+    let strict = TlsConfig::default();
+    for url in [
+        "rediss://h:6380/#insecure",
+        "REDISS://h:6380/#insecure",
+        "valkeys://h:6380/#insecure",
+        " rediss://h:6380/#insecure\n",
+        "rediss://user:secret@h:6380/#insecure",
+    ] {
+        let e = check_redis_url(url, &strict).expect_err(url);
+        assert!(e.contains("tls_insecure = true"), "{url}: {e}");
+        assert!(!e.contains("secret"), "the password is not printed: {e}");
+    }
+    assert!(check_redis_url("rediss://h:6380/", &strict).is_ok());
+    let allowed = TlsConfig {
+        insecure: true,
+        ..TlsConfig::default()
+    };
+    assert!(check_redis_url("REDISS://h:6380/#insecure", &allowed).is_ok());
+}

@@ -13,6 +13,21 @@ use mlua::{Function, Lua, LuaSerdeExt, Table, Value};
 use super::convert::{Route, ser_options};
 use crate::message::{Kind, Notification, Priority};
 
+/// What `read` returns: the key and type of a field that is not a string (or nil, nil), whether
+/// there are extra fields, then title, message, type, priority, reply_channel, expires_at, route.
+type ReadFields = (
+    Option<String>,
+    Option<String>,
+    bool,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
 /// What `run` ended with.
 pub enum Outcome {
     /// Every rule in the range passed the message on; this is the table the last one returned.
@@ -21,10 +36,15 @@ pub enum Outcome {
     Drop(usize),
     /// Rule `i` called `ctx.answer`.
     Answer(usize),
-    /// Rule `i` returned something other than a table, nil or false (its type name).
+    /// Rule `i` returned something other than a plain table, nil or false (what it was).
     Bad(usize, String),
-    /// Rule `i` raised an error (or ran out of time or memory).
-    Failed(usize, mlua::Error),
+    /// Rule `i` raised an error (or ran out of time or memory); `between` when time ran out after
+    /// rule `i` had returned, before the next one started.
+    Failed {
+        i: usize,
+        between: bool,
+        error: mlua::Error,
+    },
 }
 
 /// The cursor's keys (see `driver.luau`).
@@ -32,6 +52,7 @@ const I: usize = 1;
 const MSG: usize = 2;
 const BEFORE: usize = 3;
 const ANSWERED: usize = 4;
+const LAST: usize = 5;
 
 /// The compiled driver of one VM, and the cursor it shares with the `herald`/`ctx` functions.
 pub struct Driver {
@@ -126,19 +147,31 @@ impl Driver {
             Ok((1, i, _)) => Outcome::Drop(i),
             Ok((2, i, _)) => Outcome::Answer(i),
             Ok((_, i, kind)) => Outcome::Bad(i, kind.to_string().unwrap_or_default()),
-            Err(e) => {
-                let i = Driver::running(&self.cursor);
+            Err(error) => {
+                let running = Driver::running(&self.cursor);
                 self.set_running(0);
-                Outcome::Failed(i, e)
+                let last = self.cursor.raw_get::<Option<usize>>(LAST).ok().flatten();
+                Outcome::Failed {
+                    i: if running > 0 {
+                        running
+                    } else {
+                        last.unwrap_or(from)
+                    },
+                    between: running == 0,
+                    error,
+                }
             }
         }
     }
 
-    /// The message the failed rule was given, as it was before that rule ran where a snapshot was
-    /// taken, otherwise as the rule left it.
-    pub fn restore(&self) -> Option<Table> {
-        self.before()
-            .or_else(|| self.cursor.raw_get::<Option<Table>>(MSG).ok().flatten())
+    /// The message to go on with after a failure: between rules, the latest good one; after a
+    /// failed rule, what it was given, as it was before that rule ran where a snapshot was taken.
+    pub fn restore(&self, between: bool) -> Option<Table> {
+        let latest = || self.cursor.raw_get::<Option<Table>>(MSG).ok().flatten();
+        if between {
+            return latest();
+        }
+        self.before().or_else(latest)
     }
 
     /// The snapshot taken before the last rule ran (tracing).
@@ -154,20 +187,14 @@ impl Driver {
         msg: &Table,
         original: &Notification,
     ) -> Result<(Notification, Option<Route>), String> {
-        type Fields = (
-            Option<String>,
-            Option<String>,
-            bool,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
+        // Straight to Rust strings when they are UTF-8 (the usual case); a rule that cut a
+        // character in half (`title:sub(1, 40)`) gets a replacement character, not an error.
+        let fields = match self.read.call::<ReadFields>(msg) {
+            Ok(fields) => fields,
+            Err(_) => self.read_lossy(msg)?,
+        };
         let (bad_key, bad_type, extra, title, message, kind, priority, reply, expires, route) =
-            self.read.call::<Fields>(msg).map_err(|e| e.to_string())?;
+            fields;
         if let Some(key) = bad_key {
             return Err(format!(
                 "msg.{key} must be a string, not {}",
@@ -207,6 +234,30 @@ impl Driver {
             read_extra(lua, msg, &mut note)?;
         }
         Ok((note, route))
+    }
+}
+
+impl Driver {
+    /// `read`'s fields through Lua strings, converting invalid UTF-8 lossily.
+    fn read_lossy(&self, msg: &Table) -> Result<ReadFields, String> {
+        type Raw = Option<mlua::LuaString>;
+        let (a, b, extra, c, d, e, f, g, h, i) = self
+            .read
+            .call::<(Raw, Raw, bool, Raw, Raw, Raw, Raw, Raw, Raw, Raw)>(msg)
+            .map_err(|e| e.to_string())?;
+        let lossy = |s: Raw| s.map(|s| s.to_string_lossy());
+        Ok((
+            lossy(a),
+            lossy(b),
+            extra,
+            lossy(c),
+            lossy(d),
+            lossy(e),
+            lossy(f),
+            lossy(g),
+            lossy(h),
+            lossy(i),
+        ))
     }
 }
 

@@ -149,15 +149,19 @@ pub struct LoadError {
 #[derive(Default)]
 struct Budget {
     deadline: Cell<Option<Instant>>,
+    /// Until this (coarse clock) the deadline is certainly not near: the precise clock is read only
+    /// after it.
+    watch_from: Cell<Option<coarsetime::Instant>>,
     tripped: Cell<bool>,
     limit_ms: Cell<u128>,
-    /// Interrupts since the clock was last read.
-    polls: Cell<u32>,
 }
 
-/// The interrupt reads the clock on every this-many calls: Luau interrupts at every call and loop
-/// back-edge, each far shorter than a budget, and reading the clock each time was 4 % of a flood.
-const POLLS_PER_CLOCK_READ: u32 = 16;
+/// Luau interrupts at every call and loop back-edge. Reading the precise clock each time was 4 % of
+/// a flood, and reading it only every so often lets a loop of slow C calls (`string.rep`, a big
+/// `json.encode`) overrun the budget many times over. So every interrupt reads the coarse clock
+/// (a few nanoseconds, one kernel tick of resolution), and only within this margin of the deadline
+/// the precise one: cheap, and stopped within microseconds of the budget.
+const COARSE_MARGIN: Duration = Duration::from_millis(10);
 
 /// Channels whose rule lists are kept; past this the cache starts afresh (names are unbounded).
 const MAX_CACHED_CHANNELS: usize = 4096;
@@ -551,21 +555,21 @@ impl Engine {
                     if let ControlFlow::Break(v) = self.rule_failed(i, message, trace, out) {
                         return ControlFlow::Break(v);
                     }
-                    msg = self.driver.restore().unwrap_or(msg);
+                    msg = self.driver.restore(false).unwrap_or(msg);
                     from = i + 1;
                 }
-                Outcome::Failed(i, e) => {
-                    if is_memory_error(&e) {
+                Outcome::Failed { i, between, error } => {
+                    if is_memory_error(&error) {
                         // Free what the failed rule left behind before the next rule needs memory.
                         let _ = self.lua.gc_collect();
                     }
-                    // 0: the driver itself was stopped between rules (out of time); blame the next.
-                    let i = if i == 0 { from } else { i };
-                    if let ControlFlow::Break(v) = self.rule_failed(i, lua_message(&e), trace, out)
+                    // Between rules only time runs out: the last rule to run used it up.
+                    if let ControlFlow::Break(v) =
+                        self.rule_failed(i, lua_message(&error), trace, out)
                     {
                         return ControlFlow::Break(v);
                     }
-                    msg = self.driver.restore().unwrap_or(msg);
+                    msg = self.driver.restore(between).unwrap_or(msg);
                     if self.budget.tripped.get() {
                         // Out of time: no later rule gets to run either.
                         return ControlFlow::Continue(msg);
@@ -637,16 +641,19 @@ impl Engine {
     /// Starts the CPU deadline for one run.
     fn arm(&self) {
         self.budget.tripped.set(false);
-        self.budget.polls.set(0);
         self.budget.limit_ms.set(self.config.budget.as_millis());
+        let budget = self.config.budget;
+        self.budget.deadline.set(Some(Instant::now() + budget));
+        let quiet = coarsetime::Duration::from(budget.saturating_sub(COARSE_MARGIN));
         self.budget
-            .deadline
-            .set(Some(Instant::now() + self.config.budget));
+            .watch_from
+            .set(Some(coarsetime::Instant::now() + quiet));
     }
 
     /// Ends the run; frees what a failed run may have left behind once memory gets tight.
     fn disarm(&self) {
         self.budget.deadline.set(None);
+        self.budget.watch_from.set(None);
         self.budget.tripped.set(false);
         if self.lua.used_memory() > self.config.memory_limit / 2 {
             let _ = self.lua.gc_collect();
@@ -699,9 +706,9 @@ fn new_vm(config: &EngineConfig, budget: &Rc<Budget>) -> mlua::Result<(Lua, Shar
         if budget.tripped.get() {
             return Err(over_budget(&budget));
         }
-        let polls = budget.polls.get() + 1;
-        budget.polls.set(polls % POLLS_PER_CLOCK_READ);
-        if polls < POLLS_PER_CLOCK_READ {
+        if let Some(from) = budget.watch_from.get()
+            && coarsetime::Instant::now() < from
+        {
             return Ok(VmState::Continue);
         }
         if let Some(deadline) = budget.deadline.get()

@@ -598,3 +598,40 @@ fn herald_functions_know_the_calling_rule_also_after_a_failure_and_outside_rules
         "{err:?}"
     );
 }
+
+#[test]
+fn a_rule_that_returns_a_table_with_a_metatable_fails_and_cannot_disable_later_rules() {
+    let (mut e, _d) = engine(&[
+        r#"return { name = "lock", on_message = function(msg) msg.title = "locked"; return setmetatable(msg, { __metatable = false }) end }"#,
+        r#"return { name = "filter", on_message = function(msg) msg.filtered = true; return msg end }"#,
+    ]);
+    let p = e.process("c", &note("t"), false);
+    assert_eq!(p.failures.len(), 1, "{:?}", p.failures);
+    assert_eq!(p.failures[0].rule, "lock");
+    assert!(
+        p.failures[0].message.contains("a table with a metatable"),
+        "{:?}",
+        p.failures
+    );
+    let n = shown(&p);
+    assert_eq!(n.title, "t", "the failed rule's changes are undone");
+    assert_eq!(n.extra["filtered"], true, "the next rule still ran");
+}
+
+#[test]
+fn a_rule_that_cuts_a_character_in_half_gets_a_replacement_character_not_an_error() {
+    let (mut e, _d) = engine(&[
+        r#"return { on_message = function(msg) msg.title = msg.title:sub(1, 2); msg.route = "toast"; return msg end }"#,
+    ]);
+    let p = e.process("c", &note("héllo"), false);
+    assert!(p.failures.is_empty(), "{:?}", p.failures);
+    let Verdict::Show { note, route } = &p.verdict else {
+        panic!("{:?}", p.verdict)
+    };
+    assert_eq!(note.title, "h\u{FFFD}");
+    assert_eq!(
+        *route,
+        Some(Route::Toast),
+        "the rule's other changes are kept"
+    );
+}

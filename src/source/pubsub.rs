@@ -56,7 +56,7 @@ struct Backlog {
 impl Backlog {
     /// Queues `msg`, or drops and counts it when the backlog is full (or the agent is gone).
     fn push(&mut self, msg: Incoming, limit: usize, stats: &Stats) {
-        let len = msg.payload.len();
+        let len = held_bytes(&msg);
         let held = self.bytes.load(Ordering::Relaxed);
         if held + len <= limit {
             self.bytes.fetch_add(len, Ordering::Relaxed);
@@ -90,6 +90,12 @@ impl Backlog {
     }
 }
 
+/// What a queued message costs: its payload, its channel name and the queue's own bookkeeping, so
+/// a flood of empty messages on long channel names is bounded too.
+fn held_bytes(msg: &Incoming) -> usize {
+    msg.payload.len() + msg.channel.len() + std::mem::size_of::<Incoming>() + 16
+}
+
 /// Hands the backlog to the agent in order, waiting whenever the agent is busy.
 async fn relay(
     mut rx: mpsc::UnboundedReceiver<Incoming>,
@@ -97,7 +103,7 @@ async fn relay(
     out: mpsc::Sender<Incoming>,
 ) {
     while let Some(msg) = rx.recv().await {
-        bytes.fetch_sub(msg.payload.len(), Ordering::Relaxed);
+        bytes.fetch_sub(held_bytes(&msg), Ordering::Relaxed);
         if out.send(msg).await.is_err() {
             return;
         }

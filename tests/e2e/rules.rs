@@ -260,3 +260,35 @@ fn an_agent_that_falls_behind_drops_beyond_its_backlog_says_so_and_stays_connect
         "backlog: {FLOOD} × 10 KB published, {received} handled, {overflowed} dropped and reported"
     );
 }
+
+#[test]
+fn an_agent_asked_to_stop_during_a_flood_stops_promptly() {
+    let redis = Redis::start();
+    let pack = tempfile::tempdir().unwrap();
+    std::fs::write(
+        pack.path().join("slow.luau"),
+        r#"return { on_message = function(msg)
+             local t = os.clock()
+             while os.clock() - t < 0.001 do end
+             return nil
+           end }"#,
+    )
+    .unwrap();
+    let cfg = config("ws-s", &[r#"channel = "flood""#])
+        + &format!("[rules]\npacks = [{:?}]\n", pack.path());
+    let mut agent = Agent::start(&redis, &cfg);
+    let mut pipe = redis::pipe();
+    for i in 0..20_000 {
+        pipe.cmd("PUBLISH")
+            .arg("flood")
+            .arg(note(&format!("flood {i}"), json!({})))
+            .ignore();
+    }
+    // 20 s of rule work queued up (at 1 ms each): far more than the agent's channel holds.
+    pipe.exec(&mut redis.conn()).unwrap();
+    let status = agent.terminate_within(std::time::Duration::from_secs(10));
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "stopped within 10 s: {status:?}"
+    );
+}

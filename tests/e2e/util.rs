@@ -416,6 +416,21 @@ impl Agent {
         self.wait()
     }
 
+    /// SIGTERM, then `None` if the agent has not exited within `limit` (it is killed then).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                self.drain();
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
     pub fn wait(&mut self) -> std::process::ExitStatus {
         let status = self.child.wait().unwrap();
         self.drain();

@@ -10,8 +10,9 @@
 //! - [`connect`]: opening Redis clients, `rediss://` with rustls and the config's CA.
 //! - [`config`]: raw TOML types, validation that reports every error with file and line, the
 //!   validated [`config::Config`], and how the Redis URL is found.
-//! - [`source`]: where raw payloads come from: [`source::pubsub`], the reconnecting session loop,
-//!   and [`source::stream`], consumer groups acknowledged after the outcome.
+//! - [`source`]: where raw payloads come from: [`source::pubsub`], the reconnecting session loop
+//!   feeding a byte-bounded [`source::backlog`], and [`source::stream`], consumer groups
+//!   acknowledged after the outcome.
 //! - [`message`]: the wire protocol: decoding (size cap first) into a [`message::Notification`],
 //!   and the [`message::Response`] sent back.
 //! - [`rules`]: the sandboxed Luau rule engine on its own thread, the `herald` Lua module, rule

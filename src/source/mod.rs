@@ -1,8 +1,9 @@
-//! Where notifications come from: Redis pub/sub (`pubsub`, fire and forget) and Redis Streams
-//! (`stream`, consumer groups, acknowledged once handled). Both survive any outage. Each source hands
-//! raw payloads to the agent as [`Incoming`]; decoding happens downstream so every source shares one
-//! size cap and one set of error counters.
+//! Where notifications come from: Redis pub/sub (`pubsub`, fire and forget, through a bounded
+//! `backlog`) and Redis Streams (`stream`, consumer groups, acknowledged once handled). Both survive
+//! any outage. Each source hands raw payloads to the agent as [`Incoming`]; decoding happens
+//! downstream so every source shares one size cap and one set of error counters.
 
+pub mod backlog;
 pub mod pubsub;
 pub mod stream;
 

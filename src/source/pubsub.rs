@@ -10,14 +10,11 @@
 //! channels and patterns are subscribed and removed ones unsubscribed on the same connection (messages
 //! on the others keep flowing); a new URL ends the session and the next one connects there at once.
 //!
-//! Messages pass through a [`Backlog`] bounded in bytes (`[agent] max_backlog_mb`). The connection is
-//! always read at full speed: when the agent falls behind, Redis would otherwise hold the excess in
-//! the client's output buffer and cut the connection past its limit, losing everything buffered plus
-//! the reconnect gap, silently. Here the excess beyond the bound is dropped, counted and reported, and
-//! the connection stays up; memory stays bounded.
+//! Messages pass through a [`Backlog`] bounded in bytes (`[agent] max_backlog_mb`), so the
+//! connection is always read at full speed: when the agent falls behind, Redis would otherwise hold
+//! the excess in the client's output buffer and cut the connection past its limit, losing everything
+//! buffered plus the reconnect gap, silently.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -28,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Incoming;
+use super::backlog::{self, Backlog};
 use crate::config::Subscription;
 pub use crate::connect::redacted;
 use crate::stats::Stats;
@@ -40,74 +38,8 @@ pub struct PubSubSettings {
     pub max_backoff: Duration,
     pub ping_interval: Duration,
     pub connect_timeout: Duration,
-    /// Bytes of payload held while the agent is behind; beyond it messages are dropped.
+    /// Bytes held while the agent is behind; beyond it the oldest messages are dropped.
     pub max_backlog_bytes: usize,
-}
-
-/// Messages read from Redis and not yet taken by the agent, bounded in payload bytes.
-struct Backlog {
-    tx: mpsc::UnboundedSender<Incoming>,
-    bytes: Arc<AtomicUsize>,
-    /// Drops since the last warning, and when that was: one warning a second at most.
-    dropped: usize,
-    warned: Option<Instant>,
-}
-
-impl Backlog {
-    /// Queues `msg`, or drops and counts it when the backlog is full (or the agent is gone).
-    fn push(&mut self, msg: Incoming, limit: usize, stats: &Stats) {
-        let len = held_bytes(&msg);
-        let held = self.bytes.load(Ordering::Relaxed);
-        if held + len <= limit {
-            self.bytes.fetch_add(len, Ordering::Relaxed);
-            match self.tx.send(msg) {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(back)) => {
-                    self.bytes.fetch_sub(len, Ordering::Relaxed);
-                    return self.dropped_one(&back.channel, held, stats);
-                }
-            }
-        }
-        self.dropped_one(&msg.channel, held, stats);
-    }
-
-    fn dropped_one(&mut self, channel: &str, held: usize, stats: &Stats) {
-        stats.overflowed.inc();
-        self.dropped += 1;
-        if self
-            .warned
-            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
-        {
-            warn!(
-                dropped = self.dropped,
-                backlog_bytes = held,
-                channel,
-                "falling behind: pub/sub backlog full ([agent] max_backlog_mb); dropping new messages"
-            );
-            self.dropped = 0;
-            self.warned = Some(Instant::now());
-        }
-    }
-}
-
-/// What a queued message costs: its payload, its channel name and the queue's own bookkeeping, so
-/// a flood of empty messages on long channel names is bounded too.
-fn held_bytes(msg: &Incoming) -> usize {
-    msg.payload.len() + msg.channel.len() + std::mem::size_of::<Incoming>() + 16
-}
-
-/// Hands the backlog to the agent in order, waiting whenever the agent is busy.
-async fn relay(
-    mut rx: mpsc::UnboundedReceiver<Incoming>,
-    bytes: Arc<AtomicUsize>,
-    out: mpsc::Sender<Incoming>,
-) {
-    while let Some(msg) = rx.recv().await {
-        bytes.fetch_sub(held_bytes(&msg), Ordering::Relaxed);
-        if out.send(msg).await.is_err() {
-            return;
-        }
-    }
 }
 
 /// Why a session ended.
@@ -133,20 +65,10 @@ pub async fn run(
     stats: &Stats,
     shutdown: CancellationToken,
 ) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let bytes = Arc::new(AtomicUsize::new(0));
-    let backlog = Backlog {
-        tx,
-        bytes: bytes.clone(),
-        dropped: 0,
-        warned: None,
-    };
-    // The sessions end (dropping the backlog's sender) on shutdown; the relay then hands on what is
-    // left, unless the agent has stopped reading.
-    tokio::join!(
-        sessions(settings, backlog, stats, shutdown),
-        relay(rx, bytes, out)
-    );
+    let (backlog, relay) = backlog::backlog();
+    // On shutdown the sessions end and drop the backlog, which closes it; the relay then hands on
+    // what is left, unless the agent has stopped reading.
+    tokio::join!(sessions(settings, backlog, stats, shutdown), relay.run(out));
 }
 
 async fn sessions(

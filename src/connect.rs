@@ -57,14 +57,41 @@ fn install_crypto_provider() {
     });
 }
 
-/// The URL without its password, for logs.
+/// The URL without its password (in the user part, or a unix socket's `?pass=`), for logs.
 pub fn redacted(url: &str) -> String {
-    match url.split_once("://").and_then(|(scheme, rest)| {
+    let url = match url.split_once("://").and_then(|(scheme, rest)| {
         let (auth, host) = rest.rsplit_once('@')?;
         let user = auth.split_once(':').map_or(auth, |(u, _)| u);
         Some(format!("{scheme}://{user}:***@{host}"))
     }) {
         Some(r) => r,
         None => url.to_owned(),
+    };
+    let Some((base, query)) = url.split_once('?') else {
+        return url;
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key @ ("pass" | "password"), _)) => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", query.join("&"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_reach_the_log() {
+        assert_eq!(redacted("redis://u:secret@h:1/"), "redis://u:***@h:1/");
+        assert_eq!(redacted("redis://:secret@h/"), "redis://:***@h/");
+        assert_eq!(redacted("redis://h:6379/"), "redis://h:6379/");
+        assert_eq!(
+            redacted("redis+unix:///run/redis.sock?db=1&pass=secret"),
+            "redis+unix:///run/redis.sock?db=1&pass=***"
+        );
     }
 }

@@ -474,6 +474,8 @@ fn source_settings(config: &Config, url: String) -> PubSubSettings {
 /// A tick timer whose first tick comes after a full period.
 async fn tick_interval(period: Duration) -> tokio::time::Interval {
     let mut tick = tokio::time::interval(period);
+    // Never a burst of catch-up ticks: a slow on_tick must not starve the messages in the loop.
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     tick
 }

@@ -59,22 +59,31 @@ fn install_crypto_provider() {
 
 /// The URL without its password (in the user part, or a unix socket's `?pass=`), for logs.
 pub fn redacted(url: &str) -> String {
-    let url = match url.split_once("://").and_then(|(scheme, rest)| {
-        let (auth, host) = rest.rsplit_once('@')?;
-        let user = auth.split_once(':').map_or(auth, |(u, _)| u);
-        Some(format!("{scheme}://{user}:***@{host}"))
-    }) {
-        Some(r) => r,
-        None => url.to_owned(),
+    // The password sits between the first ':' after "://" (in a URL mistyped without one, the
+    // first ':' at all) and the last '@'. Hiding a little more than that beats leaking it.
+    let body = url.find("://").map_or(0, |i| i + 3);
+    let url = match url.rfind('@') {
+        Some(at) if at > body => match url[body..at].find(':') {
+            Some(colon) => format!("{}:***{}", &url[..body + colon], &url[at..]),
+            None => url.to_owned(),
+        },
+        _ => url.to_owned(),
     };
     let Some((base, query)) = url.split_once('?') else {
         return url;
     };
     let query: Vec<String> = query
         .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((key @ ("pass" | "password"), _)) => format!("{key}=***"),
-            _ => pair.to_owned(),
+        .map(|pair| {
+            // Keys as the client decodes them (`p%61ss` is `pass`).
+            let key = url::form_urlencoded::parse(pair.as_bytes())
+                .next()
+                .map(|(k, _)| k.to_ascii_lowercase())
+                .unwrap_or_default();
+            match key.as_str() {
+                "pass" | "password" => format!("{}=***", pair.split('=').next().unwrap_or(pair)),
+                _ => pair.to_owned(),
+            }
         })
         .collect();
     format!("{base}?{}", query.join("&"))
@@ -93,5 +102,13 @@ mod tests {
             redacted("redis+unix:///run/redis.sock?db=1&pass=secret"),
             "redis+unix:///run/redis.sock?db=1&pass=***"
         );
+        assert_eq!(
+            redacted("unix:///s.sock?p%61ss=secret"),
+            "unix:///s.sock?p%61ss=***"
+        );
+        // Mistyped URLs that the client refuses still reach error messages.
+        assert_eq!(redacted("redis//u:secret@h:1/"), "redis//u:***@h:1/");
+        assert_eq!(redacted("redis:/:secret@h"), "redis:***@h");
+        assert_eq!(redacted("redis://u:p@ss:w@rd@h/"), "redis://u:***@h/");
     }
 }

@@ -601,13 +601,14 @@ pub fn with_password(url: &str, source: &PasswordSource) -> Result<String, Strin
                 .to_owned()
         }
     };
-    let mut parsed = url::Url::parse(url).map_err(|e| format!("`{url}`: {e}"))?;
+    let shown = crate::connect::redacted(url);
+    let mut parsed = url::Url::parse(url).map_err(|e| format!("`{shown}`: {e}"))?;
     if parsed.password().is_some() {
         return Ok(url.to_owned());
     }
     parsed
         .set_password(Some(&password))
-        .map_err(|()| format!("`{url}` cannot carry a password"))?;
+        .map_err(|()| format!("`{shown}` cannot carry a password"))?;
     Ok(parsed.to_string())
 }
 

@@ -39,7 +39,8 @@ pub enum Outcome {
     /// Rule `i` returned something other than a plain table, nil or false (what it was).
     Bad(usize, String),
     /// Rule `i` raised an error (or ran out of time or memory); `between` when time ran out after
-    /// rule `i` had returned, before the next one started.
+    /// rule `i` had returned, before the next one started. `i` is 0 when time ran out before any
+    /// rule of this call started.
     Failed {
         i: usize,
         between: bool,
@@ -155,7 +156,7 @@ impl Driver {
                     i: if running > 0 {
                         running
                     } else {
-                        last.unwrap_or(from)
+                        last.unwrap_or(0)
                     },
                     between: running == 0,
                     error,
@@ -270,9 +271,13 @@ fn read_extra(lua: &Lua, msg: &Table, note: &mut Notification) -> Result<(), Str
         if is_known(&k) {
             continue;
         }
-        let v: serde_json::Value = lua
-            .from_value(v)
-            .map_err(|e| format!("msg.{k} cannot be turned into JSON: {e}"))?;
+        let v: serde_json::Value = match v {
+            // Lossy, like the known fields: a string cut mid-character is not an error.
+            Value::String(s) => serde_json::Value::String(s.to_string_lossy()),
+            v => lua
+                .from_value(v)
+                .map_err(|e| format!("msg.{k} cannot be turned into JSON: {e}"))?,
+        };
         note.extra.insert(k, v);
     }
     Ok(())

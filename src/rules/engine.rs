@@ -152,6 +152,8 @@ struct Budget {
     /// Until this (coarse clock) the deadline is certainly not near: the precise clock is read only
     /// after it.
     watch_from: Cell<Option<coarsetime::Instant>>,
+    /// Interrupts since the precise clock was last read.
+    polls: Cell<u32>,
     tripped: Cell<bool>,
     limit_ms: Cell<u128>,
 }
@@ -162,6 +164,10 @@ struct Budget {
 /// (a few nanoseconds, one kernel tick of resolution), and only within this margin of the deadline
 /// the precise one: cheap, and stopped within microseconds of the budget.
 const COARSE_MARGIN: Duration = Duration::from_millis(10);
+
+/// Whatever the coarse clock says, the precise one is read at least this often (in interrupts): a
+/// backstop for coarse clocks that lag more than a tick (late ticks on a VM, other systems' clocks).
+const PRECISE_EVERY: u32 = 256;
 
 /// Channels whose rule lists are kept; past this the cache starts afresh (names are unbounded).
 const MAX_CACHED_CHANNELS: usize = 4096;
@@ -570,8 +576,8 @@ impl Engine {
                         return ControlFlow::Break(v);
                     }
                     msg = self.driver.restore(between).unwrap_or(msg);
-                    if self.budget.tripped.get() {
-                        // Out of time: no later rule gets to run either.
+                    if self.budget.tripped.get() || i == 0 {
+                        // Out of time (or failing before any rule ran): no later rule runs either.
                         return ControlFlow::Continue(msg);
                     }
                     from = i + 1;
@@ -589,11 +595,12 @@ impl Engine {
         trace: bool,
         out: &mut Processed,
     ) -> ControlFlow<Verdict> {
-        let (name, file) = self
-            .rules
-            .get(i.saturating_sub(1))
+        // 0: no rule in particular (time ran out before the next one started).
+        let (name, file) = i
+            .checked_sub(1)
+            .and_then(|i| self.rules.get(i))
             .map(|r| (r.name.clone(), r.file.clone()))
-            .unwrap_or_else(|| ("<herald>".to_owned(), PathBuf::new()));
+            .unwrap_or_else(|| ("<rules>".to_owned(), PathBuf::new()));
         let failure = self.failure(&name, &file, message);
         if trace {
             out.trace
@@ -645,9 +652,9 @@ impl Engine {
         let budget = self.config.budget;
         self.budget.deadline.set(Some(Instant::now() + budget));
         let quiet = coarsetime::Duration::from(budget.saturating_sub(COARSE_MARGIN));
-        self.budget
-            .watch_from
-            .set(Some(coarsetime::Instant::now() + quiet));
+        self.budget.watch_from.set(Some(
+            coarsetime::Instant::now_without_cache_update() + quiet,
+        ));
     }
 
     /// Ends the run; frees what a failed run may have left behind once memory gets tight.
@@ -706,8 +713,11 @@ fn new_vm(config: &EngineConfig, budget: &Rc<Budget>) -> mlua::Result<(Lua, Shar
         if budget.tripped.get() {
             return Err(over_budget(&budget));
         }
-        if let Some(from) = budget.watch_from.get()
-            && coarsetime::Instant::now() < from
+        let polls = budget.polls.get() + 1;
+        budget.polls.set(polls % PRECISE_EVERY);
+        if polls < PRECISE_EVERY
+            && let Some(from) = budget.watch_from.get()
+            && coarsetime::Instant::now_without_cache_update() < from
         {
             return Ok(VmState::Continue);
         }

@@ -621,7 +621,7 @@ fn a_rule_that_returns_a_table_with_a_metatable_fails_and_cannot_disable_later_r
 #[test]
 fn a_rule_that_cuts_a_character_in_half_gets_a_replacement_character_not_an_error() {
     let (mut e, _d) = engine(&[
-        r#"return { on_message = function(msg) msg.title = msg.title:sub(1, 2); msg.route = "toast"; return msg end }"#,
+        r#"return { on_message = function(msg) msg.title = msg.title:sub(1, 2); msg.short = msg.title; msg.route = "toast"; return msg end }"#,
     ]);
     let p = e.process("c", &note("héllo"), false);
     assert!(p.failures.is_empty(), "{:?}", p.failures);
@@ -629,6 +629,7 @@ fn a_rule_that_cuts_a_character_in_half_gets_a_replacement_character_not_an_erro
         panic!("{:?}", p.verdict)
     };
     assert_eq!(note.title, "h\u{FFFD}");
+    assert_eq!(note.extra["short"], "h\u{FFFD}", "extra fields too");
     assert_eq!(
         *route,
         Some(Route::Toast),

@@ -17,8 +17,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::connect::redacted;
 use crate::message::Response;
-use crate::source::pubsub::redacted;
 use crate::stats::Stats;
 
 /// How many answered ids are remembered to refuse a second response.

@@ -46,7 +46,7 @@ impl Target {
             .with_context(|| {
                 format!(
                     "cannot connect to Redis at {}",
-                    crate::source::pubsub::redacted(&url)
+                    crate::connect::redacted(&url)
                 )
             })
     }

@@ -17,6 +17,7 @@ use serde_json::{Map, Value};
 
 use super::ConfigArg;
 use crate::config::{self, Config};
+use crate::connect::redacted;
 use crate::message::{self, Answer, Kind, Priority, ReceivedResponse, WireNotification};
 
 #[derive(Debug, clap::Args)]
@@ -464,10 +465,6 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn plural(n: u64) -> &'static str {
     if n == 1 { "" } else { "s" }
-}
-
-fn redacted(url: &str) -> String {
-    crate::source::pubsub::redacted(url)
 }
 
 #[cfg(test)]

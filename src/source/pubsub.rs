@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 use super::Incoming;
 use super::backlog::{self, Backlog};
 use crate::config::Subscription;
-pub use crate::connect::redacted;
+use crate::connect::redacted;
 use crate::stats::Stats;
 
 /// What one pub/sub source needs to know.

@@ -20,8 +20,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Incoming;
-use super::pubsub::redacted;
 use crate::config::{Group, StreamSubscription};
+use crate::connect::redacted;
 use crate::stats::Stats;
 
 /// How long one XREADGROUP waits for new entries (also the longest pause between two claim rounds).

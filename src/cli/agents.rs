@@ -8,7 +8,6 @@ use std::time::Duration;
 use anyhow::Context;
 use redis::streams::StreamRangeReply;
 
-use super::ConfigArg;
 use crate::config;
 use crate::message;
 use crate::present::Delivery;
@@ -27,15 +26,7 @@ pub struct Target {
 
 impl Target {
     async fn connect(&self) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-        let config = match &self.config {
-            Some(path) => Some(
-                ConfigArg {
-                    config: Some(path.clone()),
-                }
-                .load()?,
-            ),
-            None => None,
-        };
+        let config = super::config_if_given(&self.config)?;
         let url = config::redis_target(self.url.as_deref(), config.as_ref())
             .map_err(anyhow::Error::msg)?;
         let client = crate::connect::client(url.as_str())

@@ -70,6 +70,12 @@ impl ConfigArg {
     }
 }
 
+/// For commands that work without a config (`publish`, `agents`, `replay`): the file at `path`
+/// when one is given, else none.
+fn config_if_given(path: &Option<PathBuf>) -> Result<Option<Config>, ConfigErrors> {
+    path.as_deref().map(Config::load).transpose()
+}
+
 /// Parses arguments, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

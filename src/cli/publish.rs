@@ -15,7 +15,6 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::ConfigArg;
 use crate::config::{self, Config};
 use crate::connect::redacted;
 use crate::message::{self, Answer, Kind, Priority, ReceivedResponse, WireNotification};
@@ -82,15 +81,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = match &args.config {
-        Some(path) => Some(
-            ConfigArg {
-                config: Some(path.clone()),
-            }
-            .load()?,
-        ),
-        None => None,
-    };
+    let config = super::config_if_given(&args.config)?;
     let url =
         config::redis_target(args.url.as_deref(), config.as_ref()).map_err(anyhow::Error::msg)?;
     let (mut doc, id) = build(&args)?;

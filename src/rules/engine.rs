@@ -596,9 +596,8 @@ impl Engine {
         out: &mut Processed,
     ) -> ControlFlow<Verdict> {
         // 0: no rule in particular (time ran out before the next one started).
-        let (name, file) = i
-            .checked_sub(1)
-            .and_then(|i| self.rules.get(i))
+        let (name, file) = self
+            .rule_at(i)
             .map(|r| (r.name.clone(), r.file.clone()))
             .unwrap_or_else(|| ("<rules>".to_owned(), PathBuf::new()));
         let failure = self.failure(&name, &file, message);
@@ -613,12 +612,14 @@ impl Engine {
         }
     }
 
+    /// Rule `i`, counted from 1 as the driver counts (0 is none).
+    fn rule_at(&self, i: usize) -> Option<&Rule> {
+        i.checked_sub(1).and_then(|i| self.rules.get(i))
+    }
+
     /// The name of rule `i` (1-based).
     fn rule_name(&self, i: usize) -> String {
-        self.rules
-            .get(i.saturating_sub(1))
-            .map(|r| r.name.clone())
-            .unwrap_or_default()
+        self.rule_at(i).map(|r| r.name.clone()).unwrap_or_default()
     }
 
     /// Runs every `on_tick`.

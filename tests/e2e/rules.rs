@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::util::{Agent, Redis, config, note};
+use crate::util::{Agent, Redis, config, note, publish_flood};
 
 /// An agent on channel `n` with the given rule files (name, source) in one pack.
 fn agent_with_rules(
@@ -182,35 +182,43 @@ fn memory_bombs_hit_the_vm_limit_and_rss_stays_bounded() {
     );
 }
 
+/// A pack with one rule that keeps the CPU busy for `seconds` per message, then runs `then` (Luau).
+fn busy_pack(seconds: f64, then: &str) -> tempfile::TempDir {
+    let pack = tempfile::tempdir().unwrap();
+    std::fs::write(
+        pack.path().join("slow.luau"),
+        format!(
+            "return {{ on_message = function(msg)
+               local t = os.clock()
+               while os.clock() - t < {seconds} do end
+               {then}
+             end }}"
+        ),
+    )
+    .unwrap();
+    pack
+}
+
 #[test]
 fn an_agent_that_falls_behind_drops_beyond_its_backlog_says_so_and_stays_connected() {
     let redis = Redis::start();
-    let pack = tempfile::tempdir().unwrap();
     // 0.2 ms of work per message: far slower than Redis can deliver a pipelined flood.
-    std::fs::write(
-        pack.path().join("slow.luau"),
-        r#"return { on_message = function(msg)
-             local t = os.clock()
-             while os.clock() - t < 0.0002 do end
-             if msg.channel == "flood" then return nil end
-             return msg
-           end }"#,
-    )
-    .unwrap();
+    let pack = busy_pack(
+        0.0002,
+        r#"if msg.channel == "flood" then return nil end return msg"#,
+    );
     let cfg = config("ws-b", &[r#"channel = "flood""#, r#"channel = "calm""#])
         .replace("[presenter]", "max_backlog_mb = 1\n\n[presenter]")
         + &format!("[rules]\npacks = [{:?}]\n", pack.path());
     let mut agent = Agent::start(&redis, &cfg);
     const FLOOD: usize = 3000;
     let padding = "x".repeat(10_000); // 10 KB each: 1 MB of backlog holds about 100
-    let mut pipe = redis::pipe();
-    for i in 0..FLOOD {
-        pipe.cmd("PUBLISH")
-            .arg("flood")
-            .arg(note(&format!("flood {i}"), json!({ "padding": padding })))
-            .ignore();
-    }
-    pipe.exec(&mut redis.conn()).unwrap();
+    publish_flood(
+        &mut redis.conn(),
+        "flood",
+        0..FLOOD,
+        &json!({ "padding": padding }),
+    );
     let notice = agent.expect_line("a falling-behind notice", |j| j["event"] == "notice");
     let text = notice["text"].as_str().unwrap().to_owned();
     assert!(
@@ -264,28 +272,12 @@ fn an_agent_that_falls_behind_drops_beyond_its_backlog_says_so_and_stays_connect
 #[test]
 fn an_agent_asked_to_stop_during_a_flood_stops_promptly() {
     let redis = Redis::start();
-    let pack = tempfile::tempdir().unwrap();
-    std::fs::write(
-        pack.path().join("slow.luau"),
-        r#"return { on_message = function(msg)
-             local t = os.clock()
-             while os.clock() - t < 0.001 do end
-             return nil
-           end }"#,
-    )
-    .unwrap();
+    let pack = busy_pack(0.001, "return nil");
     let cfg = config("ws-s", &[r#"channel = "flood""#])
         + &format!("[rules]\npacks = [{:?}]\n", pack.path());
     let mut agent = Agent::start(&redis, &cfg);
-    let mut pipe = redis::pipe();
-    for i in 0..20_000 {
-        pipe.cmd("PUBLISH")
-            .arg("flood")
-            .arg(note(&format!("flood {i}"), json!({})))
-            .ignore();
-    }
     // 20 s of rule work queued up (at 1 ms each): far more than the agent's channel holds.
-    pipe.exec(&mut redis.conn()).unwrap();
+    publish_flood(&mut redis.conn(), "flood", 0..20_000, &json!({}));
     let status = agent.terminate_within(std::time::Duration::from_secs(10));
     assert!(
         status.is_some_and(|s| s.success()),

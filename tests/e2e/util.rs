@@ -522,6 +522,24 @@ pub fn config(hostname: &str, subs: &[&str]) -> String {
     c
 }
 
+/// Pipelines one PUBLISH to `channel` per notification titled `flood {i}`, `i` in `numbers`, each
+/// with the `extra` fields: a flood as fast as Redis takes it.
+pub fn publish_flood(
+    conn: &mut redis::Connection,
+    channel: &str,
+    numbers: std::ops::Range<usize>,
+    extra: &serde_json::Value,
+) {
+    let mut pipe = redis::pipe();
+    for i in numbers {
+        pipe.cmd("PUBLISH")
+            .arg(channel)
+            .arg(note(&format!("flood {i}"), extra.clone()))
+            .ignore();
+    }
+    pipe.exec(conn).unwrap();
+}
+
 /// A notification payload.
 pub fn note(title: &str, extra: serde_json::Value) -> String {
     let mut v = serde_json::json!({"title": title, "message": format!("body of {title}")});

@@ -422,9 +422,9 @@ impl Engine {
             s.kind = Some(note.kind);
             s.answer = None;
         }
-        let built = self.list_for(channel).and_then(|(name, list)| {
-            let msg = self.driver.make(&self.lua, &name, note)?;
-            Ok((list, msg))
+        let built = self.cache_list(channel).and_then(|()| {
+            let (name, list) = &self.lists[channel];
+            Ok((list, self.driver.make(&self.lua, name, note)?))
         });
         let (list, msg) = match built {
             Ok(built) => built,
@@ -442,7 +442,7 @@ impl Engine {
             }
         };
         self.arm();
-        let fate = self.run_rules(&list, msg, trace, &mut out);
+        let fate = self.run_rules(list, msg, trace, &mut out);
         self.disarm();
         out.verdict = match fate {
             ControlFlow::Break(decided) => decided,
@@ -469,10 +469,11 @@ impl Engine {
         out
     }
 
-    /// The channel's Lua string and the driver's rule list for it, built once per channel.
-    fn list_for(&mut self, channel: &str) -> mlua::Result<(mlua::LuaString, Table)> {
-        if let Some(cached) = self.lists.get(channel) {
-            return Ok(cached.clone());
+    /// Makes sure `lists` holds the channel's Lua string and the driver's rule list for it, built once
+    /// per channel and borrowed from there for every message.
+    fn cache_list(&mut self, channel: &str) -> mlua::Result<()> {
+        if self.lists.contains_key(channel) {
+            return Ok(());
         }
         if self.lists.len() >= MAX_CACHED_CHANNELS {
             self.lists.clear();
@@ -486,16 +487,16 @@ impl Engine {
             };
             list.raw_set(i + 1, value)?;
         }
-        let cached = (self.lua.create_string(channel)?, list);
-        self.lists.insert(channel.to_owned(), cached.clone());
-        Ok(cached)
+        let name = self.lua.create_string(channel)?;
+        self.lists.insert(channel.to_owned(), (name, list));
+        Ok(())
     }
 
     /// The rules loop: `Break` when a rule decided the message's fate, otherwise `Continue` with the
     /// table to read back. Without tracing, all rules run in one driver call; a failure resumes the
     /// run after the failed rule. Tracing steps one rule at a time.
     fn run_rules(
-        &mut self,
+        &self,
         list: &Table,
         mut msg: Table,
         trace: bool,

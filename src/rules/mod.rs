@@ -32,6 +32,17 @@ pub use engine::{
 
 use crate::config::Config;
 
+/// The rule files of one pack folder, in load order; every problem in one line.
+pub fn rule_files_in(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    rule_files(&[dir.to_owned()]).map_err(|errors| {
+        errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
+}
+
 /// The rule files of `packs`, in load order: each pack (a folder, or a single file) in the order
 /// given, the `*.luau` and `*.lua` files of a folder in lexical order.
 pub fn rule_files(packs: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<LoadError>> {

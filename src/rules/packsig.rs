@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::SigningKey;
 use serde::{Deserialize, Serialize};
 
-use super::{LoadError, rule_files};
+use super::{LoadError, rule_files_in};
 use crate::trust::Keyring;
 
 /// The signature file's name inside a pack folder.
@@ -28,12 +28,7 @@ struct PackSignature {
 
 /// What is signed: each rule file's name, length and contents, in load order.
 fn canonical(dir: &Path) -> Result<(Vec<String>, Vec<u8>), String> {
-    let files = rule_files(&[dir.to_owned()]).map_err(|e| {
-        e.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
+    let files = rule_files_in(dir)?;
     let mut names = Vec::new();
     let mut bytes = Vec::new();
     for file in files {

@@ -12,7 +12,7 @@ use jiff::tz::TimeZone;
 use serde::Deserialize;
 
 use super::engine::{Engine, EngineConfig, Processed, Verdict};
-use super::{Effects, rule_files};
+use super::{Effects, rule_files_in};
 use crate::message::{self, Notification};
 
 /// One `*.test.toml` file.
@@ -173,12 +173,7 @@ fn rules_under_test(file: &Path) -> Result<Vec<PathBuf>, String> {
             return Ok(vec![single]);
         }
     }
-    let files = rule_files(&[dir.to_owned()]).map_err(|e| {
-        e.iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })?;
+    let files = rule_files_in(dir)?;
     if files.is_empty() {
         return Err(format!("no rule files beside it in {}", dir.display()));
     }
